@@ -1,0 +1,1 @@
+"""medloop: whole-course chronic-disease care platform."""

@@ -1,0 +1,1 @@
+"""Users, roles, tokens, facility scope and the audit trail."""

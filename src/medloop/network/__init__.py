@@ -1,0 +1,1 @@
+"""Care network: organisations with tiers, regions, coordinates and capabilities; referral routing."""

@@ -1,0 +1,1 @@
+"""Patients, practitioners, identifiers and consent."""

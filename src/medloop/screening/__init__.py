@@ -1,0 +1,1 @@
+"""Population screening: one vectorised implementation per model, a local and a Dask runner."""

@@ -1,0 +1,1 @@
+"""Storage: engine, sessions, the declarative base, bulk loading and Alembic migrations."""
