@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from medloop.store import migrate
 from medloop.store.engine import make_engine
 from medloop.store.registry import load_all_models
+from tests.factories import World, make_client, standard_world
 
 REQUIRE_SERVICES = os.environ.get("MEDLOOP_REQUIRE_SERVICES") == "1"
 
@@ -90,3 +92,17 @@ def db_url(engine: Engine) -> str:
 def session(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as s:
         yield s
+
+
+@pytest.fixture
+def world(engine: Engine) -> World:
+    """The standard small network with patients and users (see tests/factories.py)."""
+    with Session(engine, expire_on_commit=False) as s:
+        return standard_world(s)
+
+
+@pytest.fixture
+def client(engine: Engine, world: World) -> Iterator[TestClient]:
+    """An API client on the app bound to `engine`, with the standard world loaded."""
+    with make_client(engine) as c:
+        yield c
