@@ -1,0 +1,1 @@
+"""Clinical knowledge without I/O: codes, units, plausibility, classification, risk models."""
