@@ -13,6 +13,7 @@ MODEL_MODULES = (
     "medloop.network.models",
     "medloop.people.models",
     "medloop.auth.models",
+    "medloop.devices.models",
 )
 
 

@@ -1,0 +1,188 @@
+"""The pipeline's pure stages. Each takes plain values and returns plain values, so each can be
+tested alone; `devices.ingest` runs them in order against the database.
+
+    parse (payloads) → normalise → validate → de-duplicate → store → evaluate (alerts)
+"""
+
+from __future__ import annotations
+
+import uuid
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from medloop.clinical.codes import codebook
+from medloop.clinical.plausibility import check_panel
+from medloop.clinical.units import UnitError, converter
+from medloop.devices.types import Accepted, Item, Normalised, Quantity, Reason, Rejected
+
+READING_NAMESPACE = uuid.UUID("0b8f5a3e-6c2d-5e4a-8f1b-7d9c3e2a1b40")
+DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _reject(item: Item, reason: Reason, detail: str) -> Rejected:
+    return Rejected(item.index, item.format, item.raw, item.device_serial, reason, detail)
+
+
+# --- normalise --------------------------------------------------------------------------------
+
+
+def normalise(item: Item) -> Normalised | Rejected:
+    """Map codes to canonical LOINC and convert values to canonical UCUM units."""
+    book = codebook()
+    found = book.by_key.get(item.code.lower())
+    if found is None:
+        return _reject(item, Reason.UNKNOWN_CODE, f"unknown measure code {item.code!r}")
+    expected = found.components or (found.loinc,)
+    quantities = []
+    for code, value, unit in item.components:
+        part = book.by_key.get(code.lower())
+        if part is None:
+            return _reject(item, Reason.UNKNOWN_CODE, f"unknown measure code {code!r}")
+        if part.loinc not in expected:
+            return _reject(item, Reason.UNKNOWN_CODE, f"{part.loinc} is not part of {found.loinc}")
+        assert part.unit is not None
+        try:
+            value = converter(unit, part.unit, part.mg_dl_per_mmol_l)(value)
+        except UnitError as exc:
+            return _reject(item, Reason.UNKNOWN_UNIT, f"{part.loinc}: {exc}")
+        quantities.append(Quantity(part.loinc, value, part.unit))
+    missing = set(expected) - {q.code for q in quantities}
+    if missing or len(quantities) != len(expected):
+        return _reject(
+            item, Reason.MALFORMED, f"{found.loinc} needs exactly the components {', '.join(expected)}"
+        )
+    return Normalised(item, found.loinc, tuple(quantities))
+
+
+# --- validate ---------------------------------------------------------------------------------
+
+
+def check_plausible(reading: Normalised) -> Rejected | None:
+    reason = check_panel({q.code: q.value for q in reading.quantities})
+    return _reject(reading.item, Reason.IMPLAUSIBLE, reason) if reason else None
+
+
+def check_not_future(
+    reading: Normalised, now: datetime, skew: timedelta = DEFAULT_CLOCK_SKEW
+) -> Rejected | None:
+    if reading.item.effective_at > now + skew:
+        return _reject(
+            reading.item,
+            Reason.FUTURE,
+            f"effective time is in the future beyond the {int(skew.total_seconds())} s clock-skew allowance",
+        )
+    return None
+
+
+@dataclass
+class DeviceView:
+    """What validation needs to know about one registered device."""
+
+    id: uuid.UUID
+    active: bool
+    # (start, end or None, patient id), sorted by start; bindings of one device do not overlap.
+    bindings: list[tuple[datetime, datetime | None, uuid.UUID]] = field(default_factory=list)
+    _starts: list[datetime] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self.bindings.sort(key=lambda b: b[0])
+        self._starts = [b[0] for b in self.bindings]
+
+    def patient_at(self, when: datetime) -> uuid.UUID | None:
+        i = bisect_right(self._starts, when) - 1
+        if i < 0:
+            return None
+        _start, end, patient = self.bindings[i]
+        return patient if end is None or when < end else None
+
+
+def resolve(reading: Normalised, devices: dict[str, DeviceView]) -> Accepted | Rejected:
+    """The device must be registered and active, and bound to a patient at the effective time."""
+    item = reading.item
+    if item.device_serial is None:
+        return _reject(item, Reason.UNKNOWN_DEVICE, "no device serial in the reading")
+    device = devices.get(item.device_serial)
+    if device is None:
+        return _reject(item, Reason.UNKNOWN_DEVICE, "device is not registered")
+    if not device.active:
+        return _reject(item, Reason.INACTIVE_DEVICE, "device is deactivated")
+    patient = device.patient_at(item.effective_at)
+    if patient is None:
+        return _reject(item, Reason.UNBOUND, "device was not bound to a patient at the effective time")
+    return Accepted(reading, device.id, patient)
+
+
+# --- de-duplicate -----------------------------------------------------------------------------
+
+
+def reading_id(device_id: uuid.UUID, code: str, effective_at: datetime) -> uuid.UUID:
+    """Deterministic: the same measurement always gets the same id, however often it arrives."""
+    when = effective_at.astimezone(UTC).isoformat(timespec="microseconds")
+    return uuid.uuid5(READING_NAMESPACE, f"{device_id}|{code}|{when}")
+
+
+def to_rows(accepted: Accepted, received_at: datetime, channel: str) -> list[dict[str, Any]]:
+    """Reading rows (one per quantity; panel components share the panel's id as panel_id)."""
+    reading = accepted.reading
+    at = reading.item.effective_at.astimezone(UTC)
+    panel_id = reading_id(accepted.device_id, reading.code, at) if len(reading.quantities) > 1 else None
+    return [
+        {
+            "id": reading_id(accepted.device_id, q.code, at),
+            "patient_id": accepted.patient_id,
+            "device_id": accepted.device_id,
+            "code": q.code,
+            "value": q.value,
+            "unit": q.unit,
+            "effective_at": at,
+            "received_at": received_at,
+            "panel_id": panel_id,
+            "channel": channel,
+        }
+        for q in reading.quantities
+    ]
+
+
+def deduplicate(groups: Iterable[tuple[int, list[dict[str, Any]]]]) -> tuple[list[dict[str, Any]], set[int]]:
+    """Drop repeats within one submission. `groups` are (item index, rows); returns the unique rows
+    and the indexes of items that repeated an earlier item."""
+    seen: set[uuid.UUID] = set()
+    rows: list[dict[str, Any]] = []
+    repeats: set[int] = set()
+    for index, group in groups:
+        if group[0]["id"] in seen:
+            repeats.add(index)
+            continue
+        seen.update(r["id"] for r in group)
+        rows.extend(group)
+    return rows, repeats
+
+
+def dead_letter_id(rejected: Rejected) -> uuid.UUID:
+    """Derived from the payload, so the same bad message delivered twice is one dead letter."""
+    body = orjson.dumps(rejected.raw, option=orjson.OPT_SORT_KEYS, default=str).decode()
+    return uuid.uuid5(READING_NAMESPACE, f"dead|{rejected.format}|{body}")
+
+
+def dead_letter_rows(rejected: Sequence[Rejected], channel: str, now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": dead_letter_id(r),
+            "received_at": now,
+            "channel": channel,
+            "format": r.format,
+            "device_serial": (r.device_serial or "")[:80] or None,
+            "reason": r.reason.value,
+            "detail": r.detail[:500],
+            "payload": r.raw,
+            "status": "open",
+            "replay_count": 0,
+            "replayed_at": None,
+        }
+        for r in rejected
+    ]
