@@ -80,6 +80,7 @@ class IngestResult:
     items: list[ItemResult]
     alerts: int = 0
     dead_lettered: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
 
     def count(self, status: Outcome) -> int:
         return sum(1 for r in self.items if r.status is status)
@@ -293,4 +294,4 @@ def ingest_entries(
     dead = store_dead_letters(session, rejected, channel, now) if dead_letter and rejected else 0
     for r in rejected:
         results[r.index] = ItemResult(r.index, Outcome.REJECTED, reason=r.reason.value, detail=r.detail)
-    return IngestResult([results[i] for i in sorted(results)], alerts=len(alerts), dead_lettered=dead)
+    return IngestResult([results[i] for i in sorted(results)], len(alerts), dead, rejected)
