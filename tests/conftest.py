@@ -23,6 +23,9 @@ from medloop.store.registry import load_all_models
 from tests.factories import World, make_client, standard_world
 
 REQUIRE_SERVICES = os.environ.get("MEDLOOP_REQUIRE_SERVICES") == "1"
+# Cheap password hashing in tests (production default: 3 passes over 64 MiB).
+os.environ.setdefault("MEDLOOP_ARGON2_TIME_COST", "1")
+os.environ.setdefault("MEDLOOP_ARGON2_MEMORY_KIB", "64")
 
 
 def require_service(what: str) -> None:

@@ -30,8 +30,15 @@ PASSWORD = "correct-horse-battery"
 
 NETWORK = [
     # code, tier, parent, district, lat, lon, capabilities
-    ("HUB", "tertiary_hub", None, "330102", 30.25, 120.17,
-     ["chest_pain_center", "cath_lab", "ldct", "oncology_mdt", "lab", "spirometry", "primary_care"]),
+    (
+        "HUB",
+        "tertiary_hub",
+        None,
+        "330102",
+        30.25,
+        120.17,
+        ["chest_pain_center", "cath_lab", "ldct", "oncology_mdt", "lab", "spirometry", "primary_care"],
+    ),
     ("CNTY-A", "secondary", "HUB", "330122", 30.05, 119.95, ["lab", "spirometry", "ecg"]),
     ("CHC-A1", "primary", "CNTY-A", "330122", 30.00, 119.90, ["primary_care", "ecg"]),
     ("CHC-A2", "primary", "CNTY-A", "330122", 30.10, 119.80, ["primary_care"]),
@@ -52,30 +59,49 @@ class World:
 def build_network(session: Session) -> World:
     orgs: dict[str, Organisation] = {}
     for code, tier, parent, district, lat, lon, caps in NETWORK:
-        org = Organisation(code=code, name=f"{code} hospital", tier=tier,
-                           parent_id=orgs[parent].id if parent else None, province_code="330000",
-                           city_code="330100", district_code=district, latitude=lat, longitude=lon,
-                           capabilities=caps)
+        org = Organisation(
+            code=code,
+            name=f"{code} hospital",
+            tier=tier,
+            parent_id=orgs[parent].id if parent else None,
+            province_code="330000",
+            city_code="330100",
+            district_code=district,
+            latitude=lat,
+            longitude=lon,
+            capabilities=caps,
+        )
         session.add(org)
         session.flush()
         orgs[code] = org
     return World(orgs)
 
 
-def add_patient(session: Session, world: World, key: str, facility: str, *, sex: str = "M",
-                birth: date = date(1960, 5, 1)) -> Patient:
+def add_patient(
+    session: Session, world: World, key: str, facility: str, *, sex: str = "M", birth: date = date(1960, 5, 1)
+) -> Patient:
     fam, given = key[:1].upper(), key[1:] or "x"
-    patient = Patient(family_name=fam, given_name=given, name=fam + given, sex=sex, birth_date=birth,
-                      province_code="330000", city_code="330100", district_code=world.orgs[facility].district_code,
-                      home_facility_id=world.org_id(facility), consent={"data_processing": True})
+    patient = Patient(
+        family_name=fam,
+        given_name=given,
+        name=fam + given,
+        sex=sex,
+        birth_date=birth,
+        province_code="330000",
+        city_code="330100",
+        district_code=world.orgs[facility].district_code,
+        home_facility_id=world.org_id(facility),
+        consent={"data_processing": True},
+    )
     session.add(patient)
     session.flush()
     world.patients[key] = patient
     return patient
 
 
-def add_user(session: Session, username: str, roles: list[str], facilities: list[str], *,
-             is_service: bool = False) -> None:
+def add_user(
+    session: Session, username: str, roles: list[str], facilities: list[str], *, is_service: bool = False
+) -> None:
     create_user(session, username, PASSWORD, roles, facilities, is_service=is_service)
 
 
@@ -105,8 +131,11 @@ def make_client(engine: Engine) -> TestClient:
 
 def token_for(client: TestClient, username: str, password: str = PASSWORD) -> str:
     service = username.startswith("device")
-    data = ({"grant_type": "client_credentials", "client_id": username, "client_secret": password} if service
-            else {"grant_type": "password", "username": username, "password": password})
+    data = (
+        {"grant_type": "client_credentials", "client_id": username, "client_secret": password}
+        if service
+        else {"grant_type": "password", "username": username, "password": password}
+    )
     response = client.post("/api/v1/auth/token", data=data)
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]

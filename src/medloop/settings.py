@@ -22,6 +22,8 @@ class Settings(BaseSettings):
         default="medloop-dev-identifier-key",
         description="Keys the HMAC under which national IDs are stored; never stored itself.",
     )
+    argon2_time_cost: int = Field(default=3, ge=1, description="argon2id passes (OWASP: ≥ 2 with 19 MiB).")
+    argon2_memory_kib: int = Field(default=65536, ge=8, description="argon2id memory per hash, KiB.")
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     timezone: str = Field(default="Asia/Shanghai", description="Default display zone.")
     log_level: str = "INFO"

@@ -56,7 +56,7 @@ def audit_query(
     actor: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> Select[tuple[AuditEvent]]:
+) -> Select[AuditEvent]:
     stmt = select(AuditEvent).order_by(AuditEvent.id.desc())
     if patient_id is not None:
         stmt = stmt.where(AuditEvent.patient_id == patient_id)

@@ -1,8 +1,8 @@
 """FastAPI dependencies: a database session per request and the authenticated principal.
 
-    @router.get("/things")
-    def list_things(session: DbSession, principal: CurrentPrincipal) -> ...:
-        principal.require_role(Role.CLINICIAN)
+@router.get("/things")
+def list_things(session: DbSession, principal: CurrentPrincipal) -> ...:
+    principal.require_role(Role.CLINICIAN)
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("send an access token: 'Authorization: Bearer <token>' (get one at /api/v1/auth/token)")
+        raise Unauthorized(
+            "send an access token: 'Authorization: Bearer <token>' (get one at /api/v1/auth/token)"
+        )
     return token.strip()
 
 

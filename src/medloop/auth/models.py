@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DDL, ForeignKey, Index, Integer, String, event
+from sqlalchemy import DDL, JSON, BigInteger, ForeignKey, Index, Integer, String, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from medloop.store.base import Base, TimestampMixin, new_id, utcnow
@@ -46,7 +46,9 @@ class UserFacility(Base):
 
     __tablename__ = "user_facility"
 
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("app_user.id", ondelete="CASCADE"), primary_key=True
+    )
     organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisation.id"), primary_key=True)
 
 
@@ -65,7 +67,9 @@ class AuditEvent(Base):
     __tablename__ = "audit_event"
     __table_args__ = (Index("ix_audit_event_patient_at", "patient_id", "at"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor_id: Mapped[uuid.UUID | None]
     actor: Mapped[str] = mapped_column(String(80))
@@ -94,7 +98,10 @@ AUDIT_GUARD_SQL = {
     ],
 }
 AUDIT_GUARD_DROP_SQL = {
-    "sqlite": ["DROP TRIGGER IF EXISTS audit_event_no_update", "DROP TRIGGER IF EXISTS audit_event_no_delete"],
+    "sqlite": [
+        "DROP TRIGGER IF EXISTS audit_event_no_update",
+        "DROP TRIGGER IF EXISTS audit_event_no_delete",
+    ],
     "postgresql": [
         "DROP TRIGGER IF EXISTS audit_event_no_change ON audit_event",
         "DROP FUNCTION IF EXISTS audit_event_append_only()",

@@ -49,4 +49,6 @@ class Principal:
 
 def system_principal(purpose: str = "operations", roles: Iterable[str] = (Role.ADMIN,)) -> Principal:
     """The local operator (CLI, background jobs): unrestricted, audited as 'system'."""
-    return Principal(None, "system", frozenset(str(r) for r in roles), scope=None, source="cli", purpose=purpose)
+    return Principal(
+        None, "system", frozenset(str(r) for r in roles), scope=None, source="cli", purpose=purpose
+    )

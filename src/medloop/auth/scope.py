@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import ColumnElement, Select, literal, or_, select
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, literal, or_, select
 from sqlalchemy.orm import Session
 
 from medloop.auth.principal import Principal
@@ -27,17 +27,19 @@ def descendants(session: Session, roots: Iterable[uuid.UUID]) -> frozenset[uuid.
     return frozenset(session.scalars(select(tree.c.id)).all())
 
 
-def patient_in_scope(principal: Principal, patient_id: ColumnElement[uuid.UUID]) -> ColumnElement[bool]:
+def patient_in_scope(principal: Principal, patient_id: SQLColumnExpression[uuid.UUID]) -> ColumnElement[bool]:
     """A boolean SQL condition: the patient behind `patient_id` is in the principal's scope."""
     if principal.scope is None:
         return literal(True)
     scope = list(principal.scope)
     return or_(
         patient_id.in_(select(Patient.id).where(Patient.home_facility_id.in_(scope))),
-        patient_id.in_(select(PatientIdentifier.patient_id).where(PatientIdentifier.organisation_id.in_(scope))),
+        patient_id.in_(
+            select(PatientIdentifier.patient_id).where(PatientIdentifier.organisation_id.in_(scope))
+        ),
     )
 
 
-def scoped_patients(principal: Principal) -> Select[tuple[Patient]]:
+def scoped_patients(principal: Principal) -> Select[Patient]:
     """SELECT of the patients the principal may see."""
     return select(Patient).where(patient_in_scope(principal, Patient.id))

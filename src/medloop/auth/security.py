@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import jwt
@@ -12,23 +13,30 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from medloop.errors import Unauthorized
+from medloop.settings import get_settings
 from medloop.store.base import utcnow
 
-_hasher = PasswordHasher()
 ISSUER = "medloop"
 ALGORITHM = "HS256"
-# A hash of a random password, verified against when the user does not exist so that the
-# response time does not reveal which usernames exist.
-_DUMMY_HASH = _hasher.hash(uuid.uuid4().hex)
+
+
+@lru_cache(maxsize=1)
+def _hasher() -> tuple[PasswordHasher, str]:
+    """The hasher with the configured cost, and the hash of a random password that is verified
+    against when a user does not exist, so response time does not reveal which usernames exist."""
+    settings = get_settings()
+    hasher = PasswordHasher(time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_kib)
+    return hasher, hasher.hash(uuid.uuid4().hex)
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _hasher()[0].hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
+    hasher, dummy = _hasher()
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return hasher.verify(password_hash or dummy, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

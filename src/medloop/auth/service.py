@@ -22,8 +22,13 @@ DEFAULT_SMART_SCOPES = {
     Role.ADMIN: {"system/*.read", "system/*.write", "user/*.read", "user/*.write"},
     Role.PROGRAMME_MANAGER: {"user/*.read"},
     Role.CLINICIAN: {"user/*.read", "user/*.write"},
-    Role.SCREENER: {"user/Patient.read", "user/Patient.write", "user/RiskAssessment.write",
-                    "user/Observation.write", "user/QuestionnaireResponse.write"},
+    Role.SCREENER: {
+        "user/Patient.read",
+        "user/Patient.write",
+        "user/RiskAssessment.write",
+        "user/Observation.write",
+        "user/QuestionnaireResponse.write",
+    },
     Role.DEVICE: {"user/Observation.write", "user/Device.read"},
 }
 
@@ -42,7 +47,9 @@ def create_user(
     role_set = sorted({str(r) for r in roles})
     unknown = set(role_set) - {r.value for r in Role}
     if unknown:
-        raise BadRequest(f"unknown role(s): {', '.join(sorted(unknown))}; known: {', '.join(r.value for r in Role)}")
+        raise BadRequest(
+            f"unknown role(s): {', '.join(sorted(unknown))}; known: {', '.join(r.value for r in Role)}"
+        )
     if len(password) < 8:
         raise BadRequest("password must have at least 8 characters")
     if session.scalar(select(User.id).where(User.username == username)):
@@ -90,7 +97,9 @@ def grant_token(session: Session, settings: Settings, user: User, requested_scop
     scope = frozenset(allowed if not requested_scope else set(requested_scope.split()) & allowed)
     if requested_scope and not scope:
         raise BadRequest("none of the requested scopes is granted to this user", code="invalid_scope")
-    token, _claims = issue_token(settings.secret_key, user.id, user.username, settings.access_token_minutes, scope)
+    token, _claims = issue_token(
+        settings.secret_key, user.id, user.username, settings.access_token_minutes, scope
+    )
     return IssuedToken(token, settings.access_token_minutes * 60, " ".join(sorted(scope)))
 
 
@@ -109,8 +118,9 @@ def principal_for_token(
     user = session.get(User, claims.subject)
     if user is None or not user.active:
         raise Unauthorized("the user of this token no longer exists or is disabled")
-    return principal_for_user(session, user, source=source, purpose=purpose, smart_scopes=claims.scope,
-                              token_id=claims.jti), claims
+    return principal_for_user(
+        session, user, source=source, purpose=purpose, smart_scopes=claims.scope, token_id=claims.jti
+    ), claims
 
 
 def principal_for_user(

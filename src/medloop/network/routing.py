@@ -59,7 +59,11 @@ class Network:
             if capability not in f.capabilities:
                 continue
             d = haversine_km(latitude, longitude, f.latitude, f.longitude)
-            if best is None or d < best.distance_km or (d == best.distance_km and f.code < best.facility.code):
+            if (
+                best is None
+                or d < best.distance_km
+                or (d == best.distance_km and f.code < best.facility.code)
+            ):
                 best = Route(f, d)
         return best
 
