@@ -36,6 +36,11 @@ def test_non_finite(value: float) -> None:
 
 def test_code_without_range_passes_finite_values() -> None:
     assert check_value("29463-7", 70.0) is None
+    assert check_value("29463-7", 0.0) is None
+
+
+def test_negative_values_are_implausible() -> None:
+    assert check_value("29463-7", -0.1) is not None
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,8 @@ def check_value(code: str, value: float) -> str | None:
     """Why `value` (canonical unit of `code`) is implausible, or None if it is plausible."""
     if not math.isfinite(value):
         return "value is not a finite number"
+    if value < 0:
+        return f"{code} value {value:g} is negative"
     rng = rules().ranges.get(code)
     if rng is not None and not rng.min <= value <= rng.max:
         return f"{code} value {value:g} {rng.unit} outside plausible range {rng.min:g}–{rng.max:g}"
