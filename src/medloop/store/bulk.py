@@ -54,10 +54,11 @@ def bulk_insert(
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         if on_conflict_ignore:
-            stmt: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).on_conflict_do_nothing()
+            stmt: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(
+                table
+            ).on_conflict_do_nothing()
         else:
             stmt = insert(table)
         result = conn.execute(stmt, list(chunk))
         written += result.rowcount if result.rowcount and result.rowcount > 0 else 0
     return written
-
