@@ -1,6 +1,6 @@
 # Installs (from Debian's packages, if missing) and starts the services the test-suite uses:
-# PostgreSQL (the production database) and Mosquitto (the MQTT broker, started per test by the suite)
-# and Chromium (browser tests). Sourced by .ci/run; usable by hand: `. .ci/services.sh; start_services`.
+# PostgreSQL (the production database), Mosquitto (the MQTT broker, started per test by the suite)
+# and Chromium (browser tests, driven by Playwright with executable_path=/usr/bin/chromium). Sourced by .ci/run; usable by hand: `. .ci/services.sh; start_services`.
 PG_TEST_USER=medloop
 PG_TEST_PASSWORD=medloop
 
@@ -11,6 +11,7 @@ install_packages() {
   ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
   _need mosquitto /usr/sbin/mosquitto || missing+=(mosquitto mosquitto-clients)
   _need mosquitto_pub /usr/bin/mosquitto_pub || missing+=(mosquitto-clients)
+  _need chromium /usr/bin/chromium || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     apt-get update -qq
