@@ -65,4 +65,7 @@ def audit_show(
                 e.source or "",
                 e.outcome,
             )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze the columns
+        console = Console(width=200)
+    console.print(table)
