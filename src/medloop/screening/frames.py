@@ -1,0 +1,313 @@
+"""Reading population tables in bounded batches, typing their columns by the contract, and writing
+results. Parquet and CSV (UTF-8) by file suffix.
+
+Typing is strict: a cell that cannot be read as its column's type (text in a number column, a yes/no
+column holding anything but true/false/1/0) is a malformed file and stops the run with an
+`InputError` naming the column, the row and the value. Values of the right type that are
+implausible (age 200) or not allowed (smoking "sometimes") are the models' business: those rows get
+an error reason and the run goes on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from medloop.errors import Unprocessable
+from medloop.screening.contract import BY_NAME, Column
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv",)
+CSV_BLOCK_BYTES = 32 << 20
+_BOOL_TEXT = {"true": True, "1": True, "false": False, "0": False}
+_EXPECTED = {
+    "str": "text",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true/false/1/0",
+    "enum": "text",
+}
+
+
+class InputError(Unprocessable):
+    """The input cannot be screened: unreadable, empty, wrong types, or lacking its key column."""
+
+
+def file_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    if suffix in CSV_SUFFIXES:
+        return "csv"
+    raise InputError(f"{path.name}: unknown file type {suffix!r}; use .parquet or .csv")
+
+
+# --- typing -------------------------------------------------------------------------------------
+
+
+class _BadCell(Exception):
+    def __init__(self, index: int, value: Any) -> None:
+        super().__init__(index, value)
+        self.index, self.value = index, value
+
+
+def _first_failure(raw: pl.Series, converted: pl.Series) -> None:
+    bad = raw.is_not_null() & converted.is_null()
+    if bad.any():
+        index = int(bad.arg_true()[0])
+        raise _BadCell(index, raw[index])
+
+
+def _wrong_type(s: pl.Series) -> _BadCell:
+    index = int(s.is_not_null().arg_true()[0])
+    return _BadCell(index, s[index])
+
+
+def _text(s: pl.Series) -> pl.Series:
+    """Stripped text, blank as null."""
+    text = s.str.strip_chars()
+    return pl.select(pl.when(text == "").then(None).otherwise(text)).to_series().alias(s.name)
+
+
+def _as_float(s: pl.Series) -> pl.Series:
+    if s.dtype.is_numeric():
+        return s.cast(pl.Float64)
+    if s.dtype != pl.String:
+        raise _wrong_type(s)
+    text = _text(s)
+    out = text.cast(pl.Float64, strict=False)
+    _first_failure(text, out)
+    return out
+
+
+def _as_bool(s: pl.Series) -> pl.Series:
+    if s.dtype == pl.Boolean:
+        return s
+    if s.dtype.is_numeric():
+        raw = s
+        out = pl.select(pl.when(s == 1).then(True).when(s == 0).then(False)).to_series()
+    elif s.dtype == pl.String:
+        raw = _text(s).str.to_lowercase()
+        out = raw.replace_strict(_BOOL_TEXT, default=None, return_dtype=pl.Boolean)
+    else:
+        raise _wrong_type(s)
+    _first_failure(raw, out)
+    return out
+
+
+def _convert(s: pl.Series, column: Column) -> pl.Series:
+    if s.dtype == pl.Null:
+        return pl.Series(s.name, [None] * len(s), dtype=column.dtype)
+    kind = column.kind
+    if kind == "str":
+        if s.dtype.is_nested():
+            raise _wrong_type(s)
+        return _text(s.cast(pl.String))
+    if kind == "enum":
+        if s.dtype != pl.String:
+            raise _wrong_type(s)
+        text = _text(s)
+        return text.str.to_uppercase() if column.name == "sex" else text.str.to_lowercase()
+    if kind == "bool":
+        return _as_bool(s).alias(s.name)
+    number = _as_float(s)
+    if kind == "int":
+        whole = pl.select(pl.when(number == number.floor()).then(number)).to_series()
+        _first_failure(number, whole)
+        number = whole
+    return number.cast(column.dtype).alias(s.name)
+
+
+def normalise(raw: pl.DataFrame, columns: Sequence[str], where: str) -> pl.DataFrame:
+    """The `columns` of `raw` (those present), typed by the contract. `where` names the batch in
+    error messages, e.g. "rows 1–500000 of people.csv"; row numbers in them count data rows from 1
+    within that batch."""
+    out: list[pl.Series] = []
+    for name in columns:
+        if name not in raw.columns:
+            continue
+        column = BY_NAME[name]
+        try:
+            out.append(_convert(raw.get_column(name), column))
+        except _BadCell as bad:
+            raise InputError(
+                f"column {name!r}: expected {_EXPECTED[column.kind]}, found {bad.value!r} "
+                f"(row {bad.index + 1} of {where})"
+            ) from None
+    return pl.DataFrame(out)
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+class Source(Protocol):
+    path: Path
+    columns: tuple[str, ...]
+    rows: int | None  # known in advance for Parquet
+
+    def batches(self, columns: Sequence[str], batch_rows: int) -> Iterator[pl.DataFrame]: ...
+
+
+def _unreadable(path: Path, exc: Exception) -> InputError:
+    text = str(exc)
+    if "UTF8" in text or "UTF-8" in text or "utf-8" in text:
+        return InputError(f"{path.name} is not valid UTF-8 text ({text}); save it as UTF-8 and retry")
+    return InputError(f"{path.name} cannot be read: {text}")
+
+
+@dataclass
+class ParquetSource:
+    path: Path
+    columns: tuple[str, ...]
+    rows: int | None
+
+    @classmethod
+    def open(cls, path: Path) -> ParquetSource:
+        try:
+            meta = pq.ParquetFile(path).metadata
+        except (pa.ArrowException, OSError) as exc:
+            raise _unreadable(path, exc) from None
+        return cls(path, tuple(meta.schema.names), meta.num_rows)
+
+    def batches(self, columns: Sequence[str], batch_rows: int) -> Iterator[pl.DataFrame]:
+        try:
+            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=batch_rows, columns=list(columns)):
+                frame = pl.from_arrow(batch)
+                assert isinstance(frame, pl.DataFrame)
+                yield frame
+        except (pa.ArrowException, OSError) as exc:
+            raise _unreadable(self.path, exc) from None
+
+
+def csv_as_text(columns: Sequence[str]) -> pa_csv.ConvertOptions:
+    """Read these CSV columns as text (typed later by `normalise`); empty cells are missing."""
+    return pa_csv.ConvertOptions(
+        column_types={c: pa.string() for c in columns},
+        include_columns=list(columns),
+        strings_can_be_null=True,
+        null_values=[""],
+    )
+
+
+def read_csv_range(path: Path, start: int, end: int, columns: Sequence[str]) -> pl.DataFrame:
+    """The rows of a CSV file whose lines start in bytes [start, end) (start ≥ the header's end),
+    with the header. Lines are split on newlines, so quoted fields must not contain line breaks."""
+    with path.open("rb") as f:
+        header = f.readline()
+        f.seek(start - 1)
+        f.readline()
+        first = max(f.tell(), len(header))
+        f.seek(end - 1)
+        f.readline()
+        last = f.tell()
+        f.seek(first)
+        body = f.read(last - first)
+    try:
+        table = pa_csv.read_csv(pa.py_buffer(header + body), convert_options=csv_as_text(columns))
+    except pa.ArrowException as exc:
+        raise _unreadable(path, exc) from None
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+@dataclass
+class CsvSource:
+    path: Path
+    columns: tuple[str, ...]
+    rows: int | None = None
+
+    @classmethod
+    def open(cls, path: Path) -> CsvSource:
+        try:
+            with pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=1 << 16)) as reader:
+                names = tuple(reader.schema.names)
+        except (pa.ArrowException, OSError) as exc:
+            raise _unreadable(path, exc) from None
+        return cls(path, names)
+
+    def batches(self, columns: Sequence[str], batch_rows: int) -> Iterator[pl.DataFrame]:
+        try:
+            with pa_csv.open_csv(
+                self.path,
+                read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                convert_options=csv_as_text(columns),
+            ) as reader:
+                pending: list[pl.DataFrame] = []
+                held = 0
+                for batch in reader:
+                    frame = pl.from_arrow(batch)
+                    assert isinstance(frame, pl.DataFrame)
+                    pending.append(frame)
+                    held += frame.height
+                    while held >= batch_rows:
+                        whole = pl.concat(pending)
+                        yield whole.head(batch_rows)
+                        rest = whole.slice(batch_rows)
+                        pending, held = [rest], rest.height
+                if held:
+                    yield pl.concat(pending)
+        except (pa.ArrowException, OSError) as exc:
+            raise _unreadable(self.path, exc) from None
+
+
+def open_source(path: Path) -> Source:
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path.name} is empty")
+    source: Source = ParquetSource.open(path) if file_format(path) == "parquet" else CsvSource.open(path)
+    if source.rows == 0:
+        raise InputError(f"{path.name} has no rows")
+    return source
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+
+class FrameWriter:
+    """Writes frames to one Parquet or CSV file, atomically: into `<path>.partial`, renamed to
+    `path` on a clean close and removed when the run fails. Write at least one (maybe empty) frame
+    so that the file exists with its columns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.format = file_format(path)
+        self.partial = path.with_name(path.name + ".partial")
+        self._parquet: pq.ParquetWriter | None = None
+        self._csv: Any = None
+
+    def write(self, frame: pl.DataFrame) -> None:
+        if self.format == "parquet":
+            table = frame.to_arrow()
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.partial, table.schema, compression="zstd")
+            self._parquet.write_table(table)
+        else:
+            if self._csv is None:
+                self._csv = self.partial.open("wb")
+                frame.write_csv(self._csv, include_header=True)
+            else:
+                frame.write_csv(self._csv, include_header=False)
+
+    def __enter__(self) -> FrameWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._csv is not None:
+            self._csv.close()
+        if exc_type is None and (self._parquet is not None or self._csv is not None):
+            self.partial.replace(self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
