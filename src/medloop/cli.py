@@ -25,6 +25,9 @@ def _register() -> None:
     from medloop.store.cli import app as db_app
 
     app.add_typer(db_app, name="db")
+    from medloop.sim.cli import app as sim_app
+
+    app.add_typer(sim_app, name="sim")
     # Domains add their commands below (one import and one line each).
 
 
