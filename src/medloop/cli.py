@@ -29,6 +29,10 @@ def _register() -> None:
 
     app.add_typer(sim_app, name="sim")
     # Domains add their commands below (one import and one line each).
+    from medloop.screening.cli import score, screen
+
+    app.command("score")(score)
+    app.command("screen")(screen)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ MODEL_MODULES = (
     "medloop.people.models",
     "medloop.auth.models",
     "medloop.devices.models",
+    "medloop.screening.models",
 )
 
 
