@@ -271,11 +271,12 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(network_router)
     app.include_router(people_router)
     # Domain routers are included below (one import and one line each).
-    from medloop.devices.api import fhir_router as devices_fhir_router
     from medloop.devices.api import router as devices_router
 
     app.include_router(devices_router)
-    app.include_router(devices_fhir_router)
     from medloop.screening.api import router as screening_router
 
     app.include_router(screening_router)
+    from medloop.fhir.api import router as fhir_router
+
+    app.include_router(fhir_router)

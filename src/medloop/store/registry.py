@@ -15,6 +15,7 @@ MODEL_MODULES = (
     "medloop.auth.models",
     "medloop.devices.models",
     "medloop.screening.models",
+    "medloop.fhir.models",
 )
 
 
