@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import typer
+import uvicorn
 
 from medloop.logging import configure_logging
 from medloop.settings import get_settings
@@ -21,14 +25,55 @@ def _configure() -> None:
     configure_logging(settings.log_level, settings.log_json)
 
 
+@app.command()
+def serve(
+    host: str = typer.Option(None, help="Bind address (default MEDLOOP_HOST, 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port (default MEDLOOP_PORT, 8000)."),
+    workers: int = typer.Option(1, min=1, help="Worker processes."),
+) -> None:
+    """Serve the API on the configured database."""
+    settings = get_settings()
+    uvicorn.run(
+        "medloop.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level="warning",
+    )
+
+
+@app.command()
+def demo(
+    people: int = typer.Option(20_000, min=100, help="Residents in the synthetic region."),
+    seed: int = typer.Option(1, help="Random seed of the region."),
+    data_dir: Path = typer.Option(Path("demo-data"), help="Where the demo database and files go."),
+) -> None:
+    """The main job: build a synthetic region, create demo logins, serve. Ctrl-C stops."""
+    from medloop.demo import run
+
+    os.environ.setdefault("MEDLOOP_DATABASE_URL", f"sqlite:///{data_dir / 'medloop.db'}")
+    get_settings.cache_clear()
+    settings = get_settings()
+    run(settings, people=people, seed=seed, data_dir=data_dir)
+
+
 def _register() -> None:
+    from medloop.auth.cli import audit_app, users_app
     from medloop.store.cli import app as db_app
 
     app.add_typer(db_app, name="db")
+    app.add_typer(users_app, name="users")
+    app.add_typer(audit_app, name="audit")
     from medloop.sim.cli import app as sim_app
 
     app.add_typer(sim_app, name="sim")
     # Domains add their commands below (one import and one line each).
+    from medloop.devices.cli import app as devices_app
+    from medloop.devices.cli import ingest_app
+
+    app.add_typer(devices_app, name="devices")
+    app.add_typer(ingest_app, name="ingest")
     from medloop.screening.cli import score, screen
 
     app.command("score")(score)
