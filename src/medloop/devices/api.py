@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response, status
-from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
 from medloop.auth.audit import record_access
@@ -104,7 +103,7 @@ def _ingest(
 
 
 @router.post("/readings", responses={200: {"description": "Per-reading outcomes"}, 413: {}, 422: {}})
-def post_readings(session: DbSession, who: SubmitterDep, doc: JsonBody) -> JSONResponse:
+def post_readings(session: DbSession, who: SubmitterDep, doc: JsonBody) -> Response:
     """A batch of readings (compact JSON, Open mHealth data points, FHIR Observations or a Bundle),
     up to 10,000. Good readings are stored, bad ones reported per item and dead-lettered. 200 if
     anything was accepted (stored or already stored), else 422 with the same per-item report."""
@@ -118,8 +117,8 @@ def post_readings(session: DbSession, who: SubmitterDep, doc: JsonBody) -> JSONR
             "detail": "no reading in the submission was accepted",
             **body,
         }
-        return JSONResponse(problem, status_code=422, media_type=PROBLEM_JSON)
-    return JSONResponse(body)
+        return Response(orjson.dumps(problem), status_code=422, media_type=PROBLEM_JSON)
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 # --- registry ---------------------------------------------------------------------------------

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+from psycopg.errors import UniqueViolation
 from sqlalchemy import MetaData, Table, insert, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medloop.auth.audit import record_access
@@ -123,15 +125,25 @@ def load_devices(session: Session, serials: Iterable[str]) -> dict[str, DeviceVi
 
 def store_readings(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
     """Stage *store*: insert rows whose id is new; returns the ids actually inserted.
-    PostgreSQL: COPY into a temporary staging table, then INSERT … ON CONFLICT DO NOTHING."""
+
+    PostgreSQL: COPY straight into the table inside a savepoint (the common case: nothing is a
+    repeat). If any id already exists the COPY fails as a whole, and the rows go through a
+    temporary staging table instead: COPY there, then INSERT … ON CONFLICT DO NOTHING."""
     if not rows:
         return set()
     conn = session.connection()
     if conn.dialect.name == "postgresql":
+        values = [[r[c] for c in READING_COLUMNS] for r in rows]
+        try:
+            with conn.begin_nested():
+                copy_rows(conn, READINGS, READING_COLUMNS, values)
+            return {r["id"] for r in rows}
+        except (IntegrityError, UniqueViolation):
+            pass
         conn.execute(
             text("CREATE TEMP TABLE IF NOT EXISTS reading_stage (LIKE reading) ON COMMIT DELETE ROWS")
         )
-        copy_rows(conn, _STAGE, READING_COLUMNS, ([r[c] for c in READING_COLUMNS] for r in rows))
+        copy_rows(conn, _STAGE, READING_COLUMNS, values)
         cols = ", ".join(READING_COLUMNS)
         inserted = (
             conn.execute(
@@ -275,7 +287,7 @@ def ingest_entries(
     inserted = store_readings(session, rows)
     for index, group in groups:
         ids = [r["id"] for r in group]
-        stored = index not in repeats and any(i in inserted for i in ids)
+        stored = index not in repeats and ids[0] in inserted  # a panel's rows are inserted together
         status = Outcome.STORED if stored else Outcome.DUPLICATE
         results[index] = ItemResult(index, status, group[0]["panel_id"] or ids[0], ids)
     stored_rows = [r for r in rows if r["id"] in inserted]

@@ -131,6 +131,7 @@ class Ingester:
         self.client_id, self.batch_size, self.max_wait = client_id, batch_size, max_wait
         self.stored = 0
         self._subscribed = False
+        self.subscribed = asyncio.Event()  # set once the first subscription is in place
 
     def _client(self) -> aiomqtt.Client:
         client = aiomqtt.Client(
@@ -169,6 +170,7 @@ class Ingester:
         async with client:
             await client.subscribe(SUBSCRIPTION, qos=1)
             self._subscribed = True
+            self.subscribed.set()
             log.info("mqtt ingester subscribed", extra={"topic": SUBSCRIPTION, "client_id": self.client_id})
             while True:
                 batch = await self._batch(client.messages)

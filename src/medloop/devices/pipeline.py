@@ -6,6 +6,7 @@ tested alone; `devices.ingest` runs them in order against the database.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
@@ -120,20 +121,31 @@ def resolve(reading: Normalised, devices: dict[str, DeviceView]) -> Accepted | R
 # --- de-duplicate -----------------------------------------------------------------------------
 
 
+def _uuid5(name: str) -> uuid.UUID:
+    """uuid.uuid5(READING_NAMESPACE, name), without re-encoding the namespace on every call."""
+    digest = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()
+    return uuid.UUID(int=(int.from_bytes(digest[:16]) & _CLEAR) | _VERSION_5)
+
+
+_NAMESPACE_BYTES = READING_NAMESPACE.bytes
+_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_VERSION_5 = (0x5000 << 64) | (0x8000 << 48)
+
+
 def reading_id(device_id: uuid.UUID, code: str, effective_at: datetime) -> uuid.UUID:
     """Deterministic: the same measurement always gets the same id, however often it arrives."""
-    when = effective_at.astimezone(UTC).isoformat(timespec="microseconds")
-    return uuid.uuid5(READING_NAMESPACE, f"{device_id}|{code}|{when}")
+    return _uuid5(f"{device_id}|{code}|{effective_at.astimezone(UTC).isoformat(timespec='microseconds')}")
 
 
 def to_rows(accepted: Accepted, received_at: datetime, channel: str) -> list[dict[str, Any]]:
     """Reading rows (one per quantity; panel components share the panel's id as panel_id)."""
     reading = accepted.reading
     at = reading.item.effective_at.astimezone(UTC)
-    panel_id = reading_id(accepted.device_id, reading.code, at) if len(reading.quantities) > 1 else None
+    key = f"{accepted.device_id}|{{}}|{at.isoformat(timespec='microseconds')}"
+    panel_id = _uuid5(key.format(reading.code)) if len(reading.quantities) > 1 else None
     return [
         {
-            "id": reading_id(accepted.device_id, q.code, at),
+            "id": _uuid5(key.format(q.code)),
             "patient_id": accepted.patient_id,
             "device_id": accepted.device_id,
             "code": q.code,
