@@ -13,7 +13,7 @@ from medloop.auth.audit import record_access
 from medloop.auth.deps import DbSession
 from medloop.auth.models import Role
 from medloop.errors import NotFound, Problem
-from medloop.web import lang, static
+from medloop.web import care, lang, static
 from medloop.web.campaigns import CampaignRunner
 from medloop.web.fleet import build_fleet
 from medloop.web.overview import FacilityFigures, build_overview, open_alerts, overview_cache
@@ -33,6 +33,7 @@ from medloop.web.timeline import build_timeline
 
 router = APIRouter(prefix="/web", route_class=PageRoute, include_in_schema=False)
 root_router = APIRouter(include_in_schema=False)
+router.include_router(care.router)
 
 OVERVIEW_ROLES = (Role.PROGRAMME_MANAGER, Role.CLINICIAN, Role.SCREENER)
 PATIENT_READERS = (Role.CLINICIAN, Role.SCREENER, Role.PROGRAMME_MANAGER)
@@ -190,7 +191,8 @@ def patient_timeline(
         "lines": tl.chart_lines,
         "labels": labels(t, "systolic", "diastolic", "glucose", "alert", "target", "critical", "low"),
     }
-    return render(request, "patient.html", {"tl": tl, "chart": chart, "programme": tl.programme})
+    course = care.programme_course(session, web.principal, patient_id)
+    return render(request, "patient.html", {"tl": tl, "chart": chart, "programme": course})
 
 
 # --- device fleet ------------------------------------------------------------------------------

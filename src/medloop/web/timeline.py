@@ -1,12 +1,12 @@
 """A patient's timeline: BP and glucose series with targets and alert markers, risk assessments,
 device alerts, the devices bound, and the programme course (stage history, tasks, referrals, MDT
-decisions) once the programmes engine records them. The patient is fetched through the people
+decisions, from `web.care`). The patient is fetched through the people
 service (facility scope, audited read) and the rest of the read is audited with it."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -39,7 +39,6 @@ class Timeline:
     assessments: list[RiskAssessment]
     devices: list[tuple[Device, DeviceBinding]]
     chart_lines: dict[str, Any]
-    programme: dict[str, Any] = field(default_factory=dict)
 
 
 def _series(rows: list[tuple[datetime, float]]) -> tuple[list[str], list[float]]:

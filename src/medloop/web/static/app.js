@@ -80,7 +80,7 @@
         { type: "bar", name: d.labels.alerts, x: t.months, y: t.alerts, marker: { color: palette.red } },
         { type: "scatter", mode: "lines+markers", name: d.labels.bp_in_target, x: t.months, yaxis: "y2",
           y: t.bp_in_target.map(function (v) { return v === null ? null : 100 * v; }), line: { color: palette.green } },
-      ], { barmode: "group", yaxis: { title: { text: d.labels.count } }, yaxis2: { overlaying: "y", side: "right", range: [0, 100], title: { text: "%" } } });
+      ], { barmode: "group", margin: { l: 50, r: 60, t: 10, b: 40 }, yaxis: { title: { text: d.labels.count } }, yaxis2: { overlaying: "y", side: "right", range: [0, 100], title: { text: "%" } } });
     },
     patient: function (d) {
       const lines = d.lines;
