@@ -215,7 +215,8 @@ def test_ages_follow_from_birth_dates(people: pl.DataFrame) -> None:
 def test_identity_fields(people: pl.DataFrame) -> None:
     ids = people["person_id"].to_list()
     assert len(set(ids)) == len(ids)
-    assert all(uuid.UUID(v).version == 4 for v in ids[:1000])
+    assert all(uuid.UUID(v).version == 7 for v in ids[:1000])
+    assert ids[:1000] == sorted(ids[:1000]), "ids grow with the row number (sequential index inserts)"
     assert people.select(pl.col("phone").str.contains(r"^1[3-9]\d{9}$").all()).item()
     assert people.select((pl.col("name") == pl.col("family_name") + pl.col("given_name")).all()).item()
     assert people["given_name"].str.len_chars().is_between(1, 2).all()
