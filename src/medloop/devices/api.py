@@ -22,6 +22,7 @@ from medloop.devices import deadletter, payloads, service
 from medloop.devices.ingest import IngestResult, Submitter, ingest_entries, store_dead_letters
 from medloop.devices.models import Device
 from medloop.devices.payloads import fhir
+from medloop.devices.pipeline import gc_paused
 from medloop.devices.schemas import (
     AlertOut,
     BindIn,
@@ -107,7 +108,9 @@ def post_readings(session: DbSession, who: SubmitterDep, doc: JsonBody) -> Respo
     """A batch of readings (compact JSON, Open mHealth data points, FHIR Observations or a Bundle),
     up to 10,000. Good readings are stored, bad ones reported per item and dead-lettered. 200 if
     anything was accepted (stored or already stored), else 422 with the same per-item report."""
-    result = _ingest(session, _parse(doc, who), who, "http")
+    with gc_paused():
+        entries = _parse(doc, who)
+    result = _ingest(session, entries, who, "http")
     body = {**result.summary(), "items": [r.as_dict() for r in result.items]}
     if result.count(Outcome.REJECTED) == len(result.items):
         problem = {

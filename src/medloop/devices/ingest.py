@@ -32,6 +32,7 @@ from medloop.devices.pipeline import (
     check_plausible,
     dead_letter_rows,
     deduplicate,
+    gc_paused,
     normalise,
     resolve,
     to_rows,
@@ -225,7 +226,8 @@ def ingest(
 ) -> IngestResult:
     """Parse a decoded JSON document and run every reading in it through the pipeline.
     Raises `payloads.PayloadError` if the document as a whole is not understood."""
-    entries = payloads.parse(doc, submitter.serial)
+    with gc_paused():
+        entries = payloads.parse(doc, submitter.serial)
     return ingest_entries(
         session,
         entries,
@@ -249,7 +251,21 @@ def ingest_entries(
     skew: timedelta = DEFAULT_CLOCK_SKEW,
     dead_letter: bool = True,
 ) -> IngestResult:
-    now = now or utcnow()
+    """Run parsed entries through normalise → validate → de-duplicate → store → evaluate."""
+    with gc_paused():
+        return _run(session, entries, channel, submitter, now or utcnow(), rules, skew, dead_letter)
+
+
+def _run(
+    session: Session,
+    entries: Sequence[Item | Rejected],
+    channel: str,
+    submitter: Submitter,
+    now: datetime,
+    rules: Sequence[AlertRule] | None,
+    skew: timedelta,
+    dead_letter: bool,
+) -> IngestResult:
     results: dict[int, ItemResult] = {}
     rejected: list[Rejected] = []
     valid = []

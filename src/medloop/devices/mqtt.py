@@ -29,6 +29,7 @@ from medloop.devices import payloads
 from medloop.devices.broker import SUBSCRIPTION, serial_from_topic
 from medloop.devices.deadletter import MESSAGE_FORMAT
 from medloop.devices.ingest import IngestResult, Submitter, ingest_entries
+from medloop.devices.pipeline import gc_paused
 from medloop.devices.types import Item, Reason, Rejected
 from medloop.store.engine import session_scope
 
@@ -111,7 +112,7 @@ def entries_from_messages(messages: Sequence[Message]) -> list[Item | Rejected]:
 
 def process(engine: Engine, messages: Sequence[Message]) -> IngestResult:
     """Run one batch of messages through the pipeline in one transaction."""
-    with session_scope(engine) as session:
+    with gc_paused(), session_scope(engine) as session:
         return ingest_entries(
             session, entries_from_messages(messages), channel="mqtt", submitter=Submitter(INGESTER_PRINCIPAL)
         )

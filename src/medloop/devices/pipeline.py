@@ -6,12 +6,15 @@ tested alone; `devices.ingest` runs them in order against the database.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import uuid
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -23,6 +26,20 @@ from medloop.devices.types import Accepted, Item, Normalised, Quantity, Reason, 
 
 READING_NAMESPACE = uuid.UUID("0b8f5a3e-6c2d-5e4a-8f1b-7d9c3e2a1b40")
 DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for one batch. The batch path allocates many short-lived
+    objects and creates no reference cycles (refcounting frees them), while each collection would
+    scan the whole heap (pint's unit registry alone is large): measured ~10x on to_rows."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _reject(item: Item, reason: Reason, detail: str) -> Rejected:
@@ -132,6 +149,11 @@ _CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _VERSION_5 = (0x5000 << 64) | (0x8000 << 48)
 
 
+@lru_cache(maxsize=65536)
+def _text(device_id: uuid.UUID) -> str:
+    return str(device_id)
+
+
 def reading_id(device_id: uuid.UUID, code: str, effective_at: datetime) -> uuid.UUID:
     """Deterministic: the same measurement always gets the same id, however often it arrives."""
     return _uuid5(f"{device_id}|{code}|{effective_at.astimezone(UTC).isoformat(timespec='microseconds')}")
@@ -141,7 +163,7 @@ def to_rows(accepted: Accepted, received_at: datetime, channel: str) -> list[dic
     """Reading rows (one per quantity; panel components share the panel's id as panel_id)."""
     reading = accepted.reading
     at = reading.item.effective_at.astimezone(UTC)
-    key = f"{accepted.device_id}|{{}}|{at.isoformat(timespec='microseconds')}"
+    key = f"{_text(accepted.device_id)}|{{}}|{at.isoformat(timespec='microseconds')}"
     panel_id = _uuid5(key.format(reading.code)) if len(reading.quantities) > 1 else None
     return [
         {
