@@ -78,6 +78,9 @@ def _register() -> None:
 
     app.command("score")(score)
     app.command("screen")(screen)
+    from medloop.fhir.cli import app as fhir_app
+
+    app.add_typer(fhir_app, name="fhir")
 
 
 def main() -> None:

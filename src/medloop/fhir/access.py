@@ -26,12 +26,18 @@ V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 # Device tokens (medloop's own `mldt.` credentials) carry no OAuth scopes: they may create
 # Observations for their own device, nothing else.
 DEVICE_TOKEN_SCOPES = frozenset({"user/Observation.c"})
+# The local operator (CLI, background jobs: `system_principal`) has no token and may do anything.
+OPERATOR_SCOPES = frozenset({"system/*.*"})
 
 
 def scopes_of(principal: Principal) -> frozenset[str]:
-    if not principal.smart_scopes and principal.username.startswith("device:"):
+    if principal.smart_scopes:
+        return principal.smart_scopes
+    if principal.username.startswith("device:"):
         return DEVICE_TOKEN_SCOPES
-    return principal.smart_scopes
+    if principal.user_id is None and principal.unrestricted and principal.source == "cli":
+        return OPERATOR_SCOPES
+    return frozenset()
 
 
 def permits(scopes: frozenset[str], resource_type: str, letter: str, compartment: bool) -> bool:

@@ -1,0 +1,361 @@
+"""FHIR benchmark, on PostgreSQL (MEDLOOP_TEST_PG_URL, an admin URL: a scratch database is created
+and dropped). Every figure is printed against a baseline measured in the same run:
+
+1. Observation create throughput (blood-pressure panels, two reading rows each), three ways, each
+   against a raw PostgreSQL COPY of the same number of reading rows into the same table:
+   a. single creates: POST /fhir/Observation, one resource per request (in-process ASGI client);
+   b. transaction Bundles of 100 Observations: POST /fhir;
+   c. bulk NDJSON import (`medloop fhir import` / $import: the devices pipeline per chunk, whose
+      store stage is COPY into a staging table). Target: ≥ 30 % of raw COPY.
+2. Search p95 over a large observation table (`--observations N` rows, loaded by COPY):
+   GET /fhir/Observation?patient=…&code=85354-9&date=ge…&_count=20 for random patients.
+
+    python bench/fhir.py                          # 1,000,000 observation rows for the search
+    python bench/fhir.py --observations 10000000  # the issue's figure (takes a while)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, Table, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+# `python bench/fhir.py` puts bench/ first on the path, where this file would shadow the `fhir`
+# package (fhir.resources): replace it by the repository root.
+sys.path.pop(0)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from medloop.app import create_app
+from medloop.auth.models import Role
+from medloop.auth.principal import system_principal
+from medloop.auth.service import create_user
+from medloop.devices import service
+from medloop.devices.ingest import READING_COLUMNS, READINGS
+from medloop.fhir import bulk
+from medloop.network.models import Organisation
+from medloop.people.models import Patient
+from medloop.settings import Settings
+from medloop.store import migrate
+from medloop.store.base import utcnow
+from medloop.store.bulk import copy_rows
+from medloop.store.engine import make_engine, session_factory
+
+LOINC, UCUM = "http://loinc.org", "http://unitsofmeasure.org"
+PASSWORD = "bench-password-1"
+START = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+@contextmanager
+def scratch_database(admin_url: str) -> Iterator[Engine]:
+    name = f"medloop_bench_fhir_{uuid.uuid4().hex[:8]}"
+    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(make_url(admin_url).set(database=name).render_as_string(hide_password=False))
+    try:
+        migrate.upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def setup(engine: Engine, devices: int) -> list[str]:
+    """One facility, `devices` patients each with a bound BP monitor; an admin. Returns serials."""
+    with Session(engine) as s:
+        org = Organisation(
+            code="BENCH", name="Bench hospital", tier="tertiary_hub", province_code="330000",
+            city_code="330100", district_code="330102", latitude=30.2, longitude=120.1, capabilities=[],
+        )  # fmt: skip
+        s.add(org)
+        s.flush()
+        create_user(s, "admin", PASSWORD, [Role.ADMIN], [])
+        serials = []
+        for i in range(devices):
+            p = Patient(
+                family_name="B", given_name=str(i), name=f"B{i}", sex="F", birth_date=date(1960, 1, 1),
+                province_code="330000", city_code="330100", district_code="330102", home_facility_id=org.id,
+            )  # fmt: skip
+            s.add(p)
+            s.flush()
+            serial = f"BENCH-{i:05d}"
+            service.register_device(s, serial, "bp_monitor", model="bench")
+            service.bind(s, system_principal(), serial, p.id, start_at=START - timedelta(days=1))
+            serials.append(serial)
+        s.commit()
+    return serials
+
+
+class Clock:
+    """Distinct effective times, so every reading is new (no de-duplication shortcut)."""
+
+    def __init__(self) -> None:
+        self.at = START
+
+    def next(self) -> str:
+        self.at += timedelta(seconds=1)
+        return self.at.isoformat()
+
+
+def observation(serial: str, at: str, rng: random.Random) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
+        "effectiveDateTime": at,
+        "device": {"identifier": {"value": serial}},
+        "component": [
+            {
+                "code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
+                "valueQuantity": {
+                    "value": rng.randint(100, 170),
+                    "unit": "mmHg",
+                    "system": UCUM,
+                    "code": "mm[Hg]",
+                },
+            },
+            {
+                "code": {"coding": [{"system": LOINC, "code": "8462-4"}]},
+                "valueQuantity": {
+                    "value": rng.randint(60, 100),
+                    "unit": "mmHg",
+                    "system": UCUM,
+                    "code": "mm[Hg]",
+                },
+            },
+        ],
+    }
+
+
+def raw_copy_rate(
+    engine: Engine, observations: int, patient_ids: list[uuid.UUID], device_ids: list[uuid.UUID]
+) -> float:
+    """Observations per second for a raw COPY of their reading rows (two per BP panel)."""
+    now = utcnow()
+    rows = []
+    for i in range(observations):
+        k = i % len(patient_ids)
+        at, panel = now - timedelta(days=3000, seconds=i), uuid.uuid4()
+        for code, value in (("8480-6", 130.0), ("8462-4", 85.0)):
+            rows.append(
+                [uuid.uuid4(), patient_ids[k], device_ids[k], code, value, "mm[Hg]", at, now, panel, "bench"]
+            )
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        copy_rows(conn, READINGS, READING_COLUMNS, rows)
+    return observations / (time.perf_counter() - started)
+
+
+def ids(engine: Engine) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    with engine.connect() as conn:
+        pairs = conn.execute(
+            text("select patient_id, device_id from device_binding order by device_id")
+        ).all()
+    return [p for p, _ in pairs], [d for _, d in pairs]
+
+
+def bench_writes(engine: Engine, serials: list[str], args: argparse.Namespace) -> None:
+    rng, clock = random.Random(7), Clock()
+    patient_ids, device_ids = ids(engine)
+    settings = Settings(database_url=engine.url.render_as_string(hide_password=False), log_level="WARNING")
+    with TestClient(create_app(settings, engine=engine)) as client:
+        token = client.post(
+            "/api/v1/auth/token", data={"grant_type": "password", "username": "admin", "password": PASSWORD}
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}", "content-type": "application/fhir+json"}
+
+        n = args.single
+        bodies = [orjson.dumps(observation(serials[i % len(serials)], clock.next(), rng)) for i in range(n)]
+        started = time.perf_counter()
+        for body in bodies:
+            assert client.post("/fhir/Observation", content=body, headers=headers).status_code == 201
+        single = n / (time.perf_counter() - started)
+        report("single creates", n, single, raw_copy_rate(engine, n, patient_ids, device_ids))
+
+        n = args.bundles * 100
+        bundles = [
+            orjson.dumps(
+                {
+                    "resourceType": "Bundle",
+                    "type": "transaction",
+                    "entry": [
+                        {
+                            "resource": observation(serials[(b * 100 + i) % len(serials)], clock.next(), rng),
+                            "request": {"method": "POST", "url": "Observation"},
+                        }
+                        for i in range(100)
+                    ],
+                }
+            )
+            for b in range(args.bundles)
+        ]
+        started = time.perf_counter()
+        for body in bundles:
+            response = client.post("/fhir", content=body, headers=headers)
+            assert response.status_code == 200, response.text[:300]
+        txn = n / (time.perf_counter() - started)
+        report("transaction bundles of 100", n, txn, raw_copy_rate(engine, n, patient_ids, device_ids))
+
+    n = args.imports
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "Observation.ndjson"
+        with path.open("wb") as out:
+            for i in range(n):
+                out.write(orjson.dumps(observation(serials[i % len(serials)], clock.next(), rng)) + b"\n")
+        started = time.perf_counter()
+        result = bulk.import_files(session_factory(engine), system_principal(), [path])
+        rate = n / (time.perf_counter() - started)
+        assert result.created.get("Observation") == n and not result.errors, result.errors[:3]
+    report("bulk NDJSON import", n, rate, raw_copy_rate(engine, n, patient_ids, device_ids), target=0.30)
+
+
+def report(name: str, n: int, rate: float, baseline: float, target: float | None = None) -> None:
+    ratio = rate / baseline
+    verdict = (
+        "" if target is None else f"  (target ≥ {target:.0%}: {'met' if ratio >= target else 'NOT met'})"
+    )
+    figures = f"{rate:>10,.0f} obs/s   raw COPY {baseline:>10,.0f} obs/s   {ratio:6.1%}"
+    print(f"{name:28s} {n:>8,} obs  {figures}{verdict}")
+
+
+def load_search_table(engine: Engine, rows: int, patients: int) -> list[uuid.UUID]:
+    """`rows` single-reading observations and BP panels over `patients` patients, by COPY."""
+    with Session(engine) as s:
+        org_id = s.scalar(text("select id from organisation limit 1"))
+        device_id = s.scalar(text("select id from device limit 1"))
+    patient_table: Table = Patient.__table__  # type: ignore[assignment]
+    now = utcnow()
+    pids = [uuid.uuid4() for _ in range(patients)]
+    with engine.begin() as conn:
+        cols = ["id", "family_name", "given_name", "name", "sex", "birth_date", "province_code", "city_code",
+                "district_code", "home_facility_id", "consent", "active", "deceased", "version", "created_at",
+                "updated_at"]  # fmt: skip
+        copy_rows(
+            conn, patient_table, cols,
+            ([p, "S", str(i), f"S{i}", "M", date(1955, 1, 1), "330000", "330100", "330102", org_id, {}, True,
+              False, 1, now, now] for i, p in enumerate(pids)),
+        )  # fmt: skip
+    rng = random.Random(11)
+    batch = 200_000
+    written = 0
+    started = time.perf_counter()
+    while written < rows:
+        chunk = []
+        for i in range(min(batch, rows - written)):
+            pid = pids[rng.randrange(patients)]
+            at = START + timedelta(minutes=written + i)
+            if (written + i) % 2:  # a BP panel: two rows
+                panel = uuid.uuid4()
+                chunk.append(
+                    [uuid.uuid4(), pid, device_id, "8480-6", 130.0, "mm[Hg]", at, now, panel, "bench"]
+                )
+                chunk.append(
+                    [uuid.uuid4(), pid, device_id, "8462-4", 85.0, "mm[Hg]", at, now, panel, "bench"]
+                )
+            else:
+                chunk.append([uuid.uuid4(), pid, device_id, "8867-4", 70.0, "/min", at, now, None, "bench"])
+        with engine.begin() as conn:
+            copy_rows(conn, READINGS, READING_COLUMNS, chunk)
+        written += min(batch, rows - written)
+    with engine.begin() as conn:
+        conn.execute(text("analyze"))
+    print(f"loaded {rows:,} observations over {patients:,} patients in {time.perf_counter() - started:.0f} s")
+    return pids
+
+
+def bench_search(engine: Engine, args: argparse.Namespace) -> None:
+    pids = load_search_table(engine, args.observations, args.patients)
+    settings = Settings(database_url=engine.url.render_as_string(hide_password=False), log_level="WARNING")
+    rng = random.Random(3)
+    with TestClient(create_app(settings, engine=engine)) as client:
+        token = client.post(
+            "/api/v1/auth/token", data={"grant_type": "password", "username": "admin", "password": PASSWORD}
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        timings = []
+        for i in range(args.searches + 20):
+            params = {
+                "patient": str(rng.choice(pids)),
+                "code": "85354-9",
+                "date": "ge2020-06-01",
+                "_count": "20",
+            }
+            started = time.perf_counter()
+            response = client.get("/fhir/Observation", params=params, headers=headers)
+            elapsed = time.perf_counter() - started
+            assert response.status_code == 200
+            if i >= 20:  # warm-up excluded
+                timings.append(elapsed * 1000)
+        pages = []
+        for _ in range(args.searches // 4):
+            params = {"code": "8867-4", "date": "ge2020-03-01", "_count": "20", "_total": "none"}
+            started = time.perf_counter()
+            assert client.get("/fhir/Observation", params=params, headers=headers).status_code == 200
+            pages.append((time.perf_counter() - started) * 1000)
+    timings.sort()
+    pages.sort()
+    p95 = timings[int(len(timings) * 0.95) - 1]
+    print(
+        f"search patient+code+date over {args.observations:,} observations: "
+        f"p50 {statistics.median(timings):.1f} ms, p95 {p95:.1f} ms ({len(timings)} searches)"
+    )
+    print(
+        f"search code+date, first page, no total: p50 {statistics.median(pages):.1f} ms, "
+        f"p95 {pages[int(len(pages) * 0.95) - 1]:.1f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pg-url", default=os.environ.get("MEDLOOP_TEST_PG_URL"))
+    parser.add_argument("--devices", type=int, default=200)
+    parser.add_argument("--single", type=int, default=1000, help="single creates")
+    parser.add_argument("--bundles", type=int, default=30, help="transaction bundles of 100")
+    parser.add_argument("--imports", type=int, default=100_000, help="observations in the NDJSON import")
+    parser.add_argument("--observations", type=int, default=1_000_000, help="rows for the search benchmark")
+    parser.add_argument("--patients", type=int, default=20_000)
+    parser.add_argument("--searches", type=int, default=400)
+    args = parser.parse_args()
+    if not args.pg_url:
+        raise SystemExit("set MEDLOOP_TEST_PG_URL (a PostgreSQL admin URL) or pass --pg-url")
+    os.environ.setdefault("MEDLOOP_ARGON2_TIME_COST", "1")
+    os.environ.setdefault("MEDLOOP_ARGON2_MEMORY_KIB", "64")
+    with scratch_database(args.pg_url) as engine:
+        serials = setup(engine, args.devices)
+        print(f"PostgreSQL {engine.dialect.server_version_info}; {os.cpu_count()} CPUs")
+        bench_writes(engine, serials, args)
+        bench_search(engine, args)
+
+
+if __name__ == "__main__":
+    main()
