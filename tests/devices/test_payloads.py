@@ -6,8 +6,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medloop.devices.payloads import PayloadError, parse
+from medloop.devices.pipeline import normalise
 from medloop.devices.types import Item, Reason, Rejected
 
 AT = "2025-03-01T07:30:00+08:00"
@@ -223,3 +226,51 @@ def test_list_of_mixed_formats() -> None:
         ]
     )
     assert [e.format for e in entries] == ["fhir", "omh", "compact"]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+KEYS = st.sampled_from(
+    [
+        "device",
+        "readings",
+        "type",
+        "code",
+        "value",
+        "unit",
+        "at",
+        "systolic",
+        "diastolic",
+        "resourceType",
+        "status",
+        "component",
+        "valueQuantity",
+        "header",
+        "body",
+        "entry",
+    ]
+)
+SHAPED = st.dictionaries(KEYS, JSON, max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        JSON, SHAPED, st.lists(SHAPED, max_size=4), st.builds(lambda r: {"readings": r}, st.lists(SHAPED))
+    )
+)
+def test_any_json_parses_or_is_refused_cleanly(doc: Any) -> None:
+    """The parsers never raise anything but PayloadError, whatever JSON arrives; nor does normalise."""
+    try:
+        entries = parse(doc)
+    except PayloadError:
+        return
+    assert all(isinstance(e, Item | Rejected) for e in entries)
+    for entry in entries:
+        if isinstance(entry, Item):
+            normalise(entry)
