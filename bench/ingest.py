@@ -40,7 +40,8 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# sys.path[0] is this script's directory, where the other benchmarks (bench/fhir.py …) would shadow packages.
+sys.path.pop(0)
 
 from medloop.app import create_app
 from medloop.auth.models import Role
