@@ -109,7 +109,8 @@ def test_china_par_matches_formula(change: dict[str, Any]) -> None:
     ],
 )
 def test_china_par_category_boundaries(risk: float, expected: str) -> None:
-    assert pl.select(china_par.risk_category(pl.lit(risk))).item() == expected
+    code = pl.select(china_par.risk_category(pl.lit(risk))).item()
+    assert china_par.MODEL.categories[code] == expected
 
 
 @pytest.mark.parametrize(("age", "applies"), [(34, False), (35, True), (74, True), (75, False), (90, False)])

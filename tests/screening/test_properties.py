@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from medloop.clinical.catalogue import MODELS
 from medloop.clinical.inputs import FIELDS, limits
 from medloop.clinical.scoring import evaluate, split_codes
+from medloop.screening.frames import normalise
 from medloop.screening.person import score_person
 
 INPUTS = sorted({f for m in MODELS.values() for f in m.inputs})
@@ -46,7 +47,10 @@ def _same(a: Any, b: Any) -> bool:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(PERSON, min_size=1, max_size=6))
 def test_person_equals_population_row(people: list[dict[str, Any]]) -> None:
-    frame = pl.DataFrame(people, schema={n: FIELDS[n].dtype for n in INPUTS})
+    raw = pl.DataFrame(
+        people, schema={n: pl.String if FIELDS[n].kind == "enum" else FIELDS[n].dtype for n in INPUTS}
+    )
+    frame = normalise(raw, INPUTS, "the examples")
     models = list(MODELS.values())
     population = evaluate(frame, models)
     for i, person in enumerate(people):

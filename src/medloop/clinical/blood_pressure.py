@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import polars as pl
 
-from medloop.clinical.scoring import Model, Outcome, Stage, banded, define, model_data
+from medloop.clinical.scoring import CODE, Categories, Model, Outcome, Stage, banded, define, model_data
 
 DOC = model_data("blood_pressure")
 GRADES = DOC["grades"]
-LEVELS: tuple[str, ...] = tuple(GRADES["levels"])
+LEVELS = Categories(GRADES["levels"])  # a level's code is its index: 0 normal … 4 grade 3
 
 
 def higher(a: pl.Expr, b: pl.Expr) -> pl.Expr:
@@ -19,13 +19,13 @@ def higher(a: pl.Expr, b: pl.Expr) -> pl.Expr:
 
 
 def _build(stage: Stage) -> Outcome:
-    sbp_level = stage.keep("sbp_level", banded(pl.col("sbp"), GRADES["sbp"], "level"))
-    dbp_level = stage.keep("dbp_level", banded(pl.col("dbp"), GRADES["dbp"], "level"))
+    sbp_level = stage.keep("sbp_level", banded(pl.col("sbp"), GRADES["sbp"], "level", CODE))
+    dbp_level = stage.keep("dbp_level", banded(pl.col("dbp"), GRADES["dbp"], "level", CODE))
     level = higher(sbp_level, dbp_level)
     isolated, critical = DOC["isolated_systolic"], DOC["critical"]
     sbp, dbp = pl.col("sbp"), pl.col("dbp")
     return Outcome(
-        category=level.replace_strict(dict(enumerate(LEVELS)), return_dtype=pl.String),
+        category=level,
         flags={
             "isolated_systolic": (sbp >= isolated["sbp_min"]) & (dbp < isolated["dbp_below"]),
             "critical": (sbp >= critical["sbp_min"]) | (dbp >= critical["dbp_min"]),

@@ -5,11 +5,23 @@ from __future__ import annotations
 
 import polars as pl
 
-from medloop.clinical.scoring import Model, Outcome, Stage, banded, bmi, define, model_data, outside, points
+from medloop.clinical.scoring import (
+    Categories,
+    Model,
+    Outcome,
+    Stage,
+    banded,
+    bmi,
+    define,
+    model_data,
+    outside,
+    points,
+)
 
 DOC = model_data("cdrs")
 POINTS = DOC["points"]
 BANDS = DOC["categories"]["bands"]
+CATEGORIES = Categories([b["category"] for b in BANDS])
 
 
 def score() -> pl.Expr:
@@ -34,12 +46,12 @@ def score() -> pl.Expr:
 def _build(stage: Stage) -> Outcome:
     total = stage.keep("score", score())
     code, rule = outside("age", MODEL.valid["age"])
-    return Outcome(category=banded(total, BANDS, "category"), score=total, not_applicable={code: rule})
+    return Outcome(category=CATEGORIES.banded(total, BANDS), score=total, not_applicable={code: rule})
 
 
 MODEL: Model = define(
     DOC,
-    categories=[b["category"] for b in BANDS],
+    categories=CATEGORIES,
     required=("sex", "age", "height_cm", "weight_kg", "waist_cm", "sbp", "family_history_diabetes"),
     build=_build,
 )

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import polars as pl
 
-from medloop.clinical.scoring import Model, Outcome, Stage, banded, define, model_data, outside
+from medloop.clinical.scoring import Categories, Model, Outcome, Stage, define, model_data, outside
 
 DOC = model_data("china_par")
 BANDS = DOC["categories"]["bands"]
+CATEGORIES = Categories([b["category"] for b in BANDS])
 
 
 def risk_category(risk: pl.Expr) -> pl.Expr:
-    """Category of a 10-year risk in % (< 5 low, 5 – < 10 intermediate, ≥ 10 high)."""
-    return banded(risk, BANDS, "category")
+    """Category code of a 10-year risk in % (< 5 low, 5 – < 10 intermediate, ≥ 10 high)."""
+    return CATEGORIES.banded(risk, BANDS)
 
 
 def _z(sex: str) -> pl.Expr:
@@ -75,7 +76,7 @@ def _build(stage: Stage) -> Outcome:
 
 MODEL: Model = define(
     DOC,
-    categories=[b["category"] for b in BANDS],
+    categories=CATEGORIES,
     required=(
         "sex",
         "age",

@@ -5,11 +5,23 @@ from __future__ import annotations
 
 import polars as pl
 
-from medloop.clinical.scoring import Model, Outcome, Stage, banded, bmi, define, model_data, outside, points
+from medloop.clinical.scoring import (
+    Categories,
+    Model,
+    Outcome,
+    Stage,
+    banded,
+    bmi,
+    define,
+    model_data,
+    outside,
+    points,
+)
 
 DOC = model_data("copd_sq")
 POINTS = DOC["points"]
 BANDS = DOC["categories"]["bands"]
+CATEGORIES = Categories([b["category"] for b in BANDS])
 
 
 def _never_smoked() -> pl.Expr:
@@ -36,7 +48,7 @@ def _build(stage: Stage) -> Outcome:
     total = stage.keep("score", score())
     code, rule = outside("age", MODEL.valid["age"])
     return Outcome(
-        category=banded(total, BANDS, "category"),
+        category=CATEGORIES.banded(total, BANDS),
         score=total,
         not_applicable={code: rule},
         needed={"pack_years": ~_never_smoked(), "smoking": pl.col("pack_years").is_null()},
@@ -45,7 +57,7 @@ def _build(stage: Stage) -> Outcome:
 
 MODEL: Model = define(
     DOC,
-    categories=[b["category"] for b in BANDS],
+    categories=CATEGORIES,
     required=(
         "age",
         "smoking",

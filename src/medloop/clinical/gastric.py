@@ -6,11 +6,22 @@ from __future__ import annotations
 
 import polars as pl
 
-from medloop.clinical.scoring import Model, Outcome, Stage, banded, define, model_data, outside, points
+from medloop.clinical.scoring import (
+    Categories,
+    Model,
+    Outcome,
+    Stage,
+    banded,
+    define,
+    model_data,
+    outside,
+    points,
+)
 
 DOC = model_data("gastric")
 POINTS = DOC["points"]
 BANDS = DOC["categories"]["bands"]
+CATEGORIES = Categories([b["category"] for b in BANDS])
 
 
 def score() -> pl.Expr:
@@ -27,12 +38,12 @@ def score() -> pl.Expr:
 def _build(stage: Stage) -> Outcome:
     total = stage.keep("score", score())
     code, rule = outside("age", MODEL.valid["age"])
-    return Outcome(category=banded(total, BANDS, "category"), score=total, not_applicable={code: rule})
+    return Outcome(category=CATEGORIES.banded(total, BANDS), score=total, not_applicable={code: rule})
 
 
 MODEL: Model = define(
     DOC,
-    categories=[b["category"] for b in BANDS],
+    categories=CATEGORIES,
     required=("age", "sex", "hp_positive", "pg_ratio", "gastrin17"),
     build=_build,
 )

@@ -11,10 +11,10 @@ from functools import reduce
 
 import polars as pl
 
-from medloop.clinical.scoring import Model, Outcome, Stage, define, model_data
+from medloop.clinical.scoring import Categories, Model, Outcome, Stage, define, model_data
 
 DOC = model_data("glycaemia")
-CATEGORIES = ("diabetes", "ifg", "igt", "normal")
+CATEGORIES = Categories(("diabetes", "ifg", "igt", "normal"))
 OPTIONAL = ("hba1c_pct", "ogtt_2h_mmol", "random_glucose_mmol", "diabetes_symptoms")
 
 
@@ -34,21 +34,21 @@ def _build(stage: Stage) -> Outcome:
     category = stage.keep(
         "category",
         pl.when(has_diabetes)
-        .then(pl.lit("diabetes"))
+        .then(CATEGORIES("diabetes"))
         .when(fpg.is_null())
         .then(None)
         .when(ifg.fill_null(True))
-        .then(pl.lit("ifg"))
+        .then(CATEGORIES("ifg"))
         .when(igt)
-        .then(pl.lit("igt"))
-        .otherwise(pl.lit("normal")),
+        .then(CATEGORIES("igt"))
+        .otherwise(CATEGORIES("normal")),
     )
     return Outcome(
         category=category,
         flags={
             **criteria,
             "confirm_on_another_day": has_diabetes & ~symptoms.fill_null(False),
-            "ogtt_not_done": (category == "ifg") & ogtt.is_null(),
+            "ogtt_not_done": category.is_in(CATEGORIES.codes(["ifg"])) & ogtt.is_null(),
         },
         needed={f: pl.lit(False) for f in OPTIONAL},  # only a missing FPG leaves the category open
     )

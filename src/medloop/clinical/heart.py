@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import polars as pl
 
-from medloop.clinical.scoring import Model, Outcome, Stage, banded, define, model_data
+from medloop.clinical.scoring import Categories, Model, Outcome, Stage, banded, define, model_data
 
 DOC = model_data("heart")
 POINTS = DOC["points"]
 BANDS = DOC["categories"]["bands"]
+CATEGORIES = Categories([b["category"] for b in BANDS])
 _TOP_BAND = POINTS["risk_factors"][-1]["min"]  # this many risk factors score like known disease
 
 
@@ -35,7 +36,7 @@ def score() -> pl.Expr:
 def _build(stage: Stage) -> Outcome:
     total = stage.keep("score", score())
     return Outcome(
-        category=banded(total, BANDS, "category"),
+        category=CATEGORIES.banded(total, BANDS),
         score=total,
         # Known atherosclerotic disease scores the top band whatever the count, and vice versa.
         needed={
@@ -47,7 +48,7 @@ def _build(stage: Stage) -> Outcome:
 
 MODEL: Model = define(
     DOC,
-    categories=[b["category"] for b in BANDS],
+    categories=CATEGORIES,
     required=(
         "heart_history",
         "heart_ecg",

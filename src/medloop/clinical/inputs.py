@@ -18,12 +18,13 @@ from medloop.clinical.plausibility import rules
 
 Kind = Literal["str", "int", "float", "bool", "enum"]
 
+INVALID = "<invalid>"  # what an enum column holds where the table had a value that is not allowed
+
 DTYPES: dict[str, pl.DataType] = {
     "str": pl.String(),
     "int": pl.Int64(),
     "float": pl.Float64(),
     "bool": pl.Boolean(),
-    "enum": pl.String(),
 }
 
 
@@ -37,7 +38,8 @@ class Field:
 
     @property
     def dtype(self) -> pl.DataType:
-        return DTYPES[self.kind]
+        """Polars type of the typed column: an enum is a `pl.Enum` of its values and INVALID."""
+        return pl.Enum([*self.values, INVALID]) if self.kind == "enum" else DTYPES[self.kind]
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ def invalid(name: str) -> pl.Expr:
     field = FIELDS[name]
     col = pl.col(name)
     if field.kind == "enum":
-        return ~col.is_in(list(field.values))
+        return col == INVALID
     lim = limits().get(name)
     if lim is None:
         return pl.lit(False)

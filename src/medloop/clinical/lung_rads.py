@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import polars as pl
 
-from medloop.clinical.scoring import Model, Outcome, Stage, banded, define, model_data
+from medloop.clinical.scoring import Categories, Model, Outcome, Stage, define, model_data
 
 DOC = model_data("lung_rads")
 SOLID, PART, NON_SOLID, MANAGEMENT = DOC["solid"], DOC["part_solid"], DOC["non_solid"], DOC["management"]
 UPGRADES = DOC["suspicious"]["upgrades"]
-CATEGORIES = (DOC["no_nodule"]["category"], "2", "3", "4A", "4B", DOC["suspicious"]["category"])
+LABELS = (DOC["no_nodule"]["category"], "2", "3", "4A", "4B", DOC["suspicious"]["category"])
+CATEGORIES = Categories(LABELS)
 
 
 def mean_diameter() -> pl.Expr:
@@ -18,25 +19,25 @@ def mean_diameter() -> pl.Expr:
 
 
 def base_category(mean: pl.Expr) -> pl.Expr:
-    """Category before suspicious features are considered, given the mean diameter."""
+    """Category code before suspicious features are considered, given the mean diameter."""
     kind, status = pl.col("nodule_type"), pl.col("nodule_status")
     solid = (
         pl.when(status == "baseline")
-        .then(banded(mean, SOLID["baseline"], "category"))
+        .then(CATEGORIES.banded(mean, SOLID["baseline"]))
         .when(status == "new")
-        .then(banded(mean, SOLID["new"], "category"))
+        .then(CATEGORIES.banded(mean, SOLID["new"]))
         .when(status == "growing")
-        .then(banded(mean, SOLID["growing"], "category"))
+        .then(CATEGORIES.banded(mean, SOLID["growing"]))
     )
     part_solid = (
         pl.when(mean < PART["total_below_category_2"])
-        .then(pl.lit("2"))
-        .otherwise(banded(pl.col("solid_component_mm"), PART["solid_component"], "category"))
+        .then(CATEGORIES("2"))
+        .otherwise(CATEGORIES.banded(pl.col("solid_component_mm"), PART["solid_component"]))
     )
-    non_solid = pl.when(mean < NON_SOLID["below_mm"]).then(pl.lit(NON_SOLID["category"]))
+    non_solid = pl.when(mean < NON_SOLID["below_mm"]).then(CATEGORIES(NON_SOLID["category"]))
     return (
         pl.when(kind == "none")
-        .then(pl.lit(DOC["no_nodule"]["category"]))
+        .then(CATEGORIES(DOC["no_nodule"]["category"]))
         .when(kind == "solid")
         .then(solid)
         .when(kind == "part_solid")
@@ -50,19 +51,21 @@ def _build(stage: Stage) -> Outcome:
     kind, suspicious = pl.col("nodule_type"), pl.col("suspicious_features")
     mean = stage.keep("mean", mean_diameter())
     base = stage.keep("base", base_category(mean))
-    upgradable = base.is_in(UPGRADES)
+    upgradable = base.is_in(CATEGORIES.codes(UPGRADES))
     # 4X needs suspicious features to be reported; a report without them is not upgraded.
     category = stage.keep(
         "category",
-        pl.when(upgradable & suspicious).then(pl.lit(DOC["suspicious"]["category"])).otherwise(base),
+        pl.when(upgradable & suspicious).then(CATEGORIES(DOC["suspicious"]["category"])).otherwise(base),
     )
     solid_part = (
         pl.when(kind == "solid").then(mean).when(kind == "part_solid").then(pl.col("solid_component_mm"))
     )
-    codes = sorted({code for cat, codes in MANAGEMENT.items() if cat in CATEGORIES for code in codes})
-    flags = {code: category.is_in([c for c in CATEGORIES if code in MANAGEMENT[c]]) for code in codes}
+    codes = sorted({code for cat, codes in MANAGEMENT.items() if cat in LABELS for code in codes})
+    flags = {
+        code: category.is_in(CATEGORIES.codes([c for c in LABELS if code in MANAGEMENT[c]])) for code in codes
+    }
     flags["pet_ct"] = flags["pet_ct"] | (
-        (category == "4A") & (solid_part >= MANAGEMENT["pet_ct_4a_solid_min_mm"])
+        category.is_in(CATEGORIES.codes(["4A"])) & (solid_part >= MANAGEMENT["pet_ct_4a_solid_min_mm"])
     )
     flags["suspicious_features_not_recorded"] = upgradable & suspicious.is_null()
     nodule = kind != "none"

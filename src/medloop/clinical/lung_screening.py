@@ -12,11 +12,11 @@ from typing import Any
 
 import polars as pl
 
-from medloop.clinical.scoring import Model, Outcome, Stage, define, model_data
+from medloop.clinical.scoring import Categories, Model, Outcome, Stage, define, model_data
 
 CHINA_DOC = model_data("lung_screening")
 USPSTF_DOC = model_data("lung_screening_uspstf")
-CATEGORIES = ("eligible", "not_eligible")
+CATEGORIES = Categories(("eligible", "not_eligible"))
 
 
 def _heavy_smoking(rule: Mapping[str, float]) -> pl.Expr:
@@ -37,7 +37,10 @@ def _outcome(stage: Stage, criteria: Mapping[str, Any], routes: Mapping[str, pl.
     eligible = stage.keep("eligible", in_age & reduce(lambda a, b: a | b, routes.values()))
     smoking = pl.col("smoking")
     return Outcome(
-        category=pl.when(eligible).then(pl.lit("eligible")).when(~eligible).then(pl.lit("not_eligible")),
+        category=pl.when(eligible)
+        .then(CATEGORIES("eligible"))
+        .when(~eligible)
+        .then(CATEGORIES("not_eligible")),
         flags={**routes, f"age_outside_{age['min']:g}_{age['max']:g}": ~in_age},
         needed={"pack_years": smoking != "never", "years_since_quit": smoking == "former"},
     )

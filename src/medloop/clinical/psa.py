@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import polars as pl
 
-from medloop.clinical.scoring import Model, Outcome, Stage, banded, define, model_data
+from medloop.clinical.scoring import Categories, Model, Outcome, Stage, define, model_data
 
 DOC = model_data("psa")
 START, TRIAGE = DOC["start"], DOC["triage"]
-CATEGORIES = tuple(b["category"] for b in TRIAGE["bands"])
+CATEGORIES = Categories([b["category"] for b in TRIAGE["bands"]])
 
 
 def starts_screening() -> pl.Expr:
@@ -26,10 +26,10 @@ def starts_screening() -> pl.Expr:
 def _build(stage: Stage) -> Outcome:
     male, start = pl.col("sex") == "M", stage.keep("start", starts_screening())
     category = stage.keep(
-        "category", pl.when(male & start).then(banded(pl.col("psa"), TRIAGE["bands"], "category"))
+        "category", pl.when(male & start).then(CATEGORIES.banded(pl.col("psa"), TRIAGE["bands"]))
     )
     flags = {
-        code: category.is_in([c for c, codes in TRIAGE["flags"].items() if code in codes])
+        code: category.is_in(CATEGORIES.codes([c for c, codes in TRIAGE["flags"].items() if code in codes]))
         for code in sorted({code for codes in TRIAGE["flags"].values() for code in codes})
     }
     return Outcome(

@@ -1,9 +1,9 @@
 """What every screening risk model shares, and the one evaluator that runs them.
 
-A model is a function from input columns to Polars expressions (an `Outcome`): a category (null
-when the inputs do not determine it), an optional score, flags, and the rules under which the model
-does not apply. `expressions()` wraps an outcome with what every model needs, so the same
-expressions serve one person (a one-row frame) and a population of millions:
+A model turns input columns into Polars expressions (an `Outcome`): a category code (null when the
+inputs do not determine it), an optional score, flags, and the rules under which the model does not
+apply. `evaluate()` wraps every outcome with what all models need, so that the same expressions
+serve one person (a one-row frame) and a population of millions:
 
 - an input outside its data-quality limits (or an enum value that is not allowed) → category
   "error", reasons "implausible:<field>" / "invalid:<field>";
@@ -13,8 +13,11 @@ expressions serve one person (a one-row frame) and a population of millions:
   for each missing input that matters for that person;
 - otherwise the model's category, score and flags.
 
-Reasons and flags are computed as bit sets over the model's inputs, rules and flags, and named
-through a lookup table built once per model, which keeps them cheap over millions of rows.
+Speed: categories are small integer codes, and reasons and flags are bit sets, all named through
+Enum lookup tables built once per model (a gather, not a string operation per row, and cheap to
+write as dictionary-encoded columns); and inputs are
+checked per column first, so per-row checks run only on columns that hold a missing or invalid
+value in the batch.
 """
 
 from __future__ import annotations
@@ -35,18 +38,32 @@ INSUFFICIENT_DATA = "insufficient_data"
 STATUSES = (ERROR, NOT_APPLICABLE, INSUFFICIENT_DATA)
 SEPARATOR = ";"  # between codes in the flags and reasons columns
 
-_ERROR_KEY, _NA_KEY, _MISSING_KEY = 1 << 60, 2 << 60, 3 << 60
+CODE = pl.UInt8  # dtype of category codes
 
 
 @dataclass(frozen=True)
 class Outcome:
     """The model-specific part, as expressions over the input columns."""
 
-    category: pl.Expr  # String; null = not determined by the inputs
+    category: pl.Expr  # code: index into Model.categories; null = not determined by the inputs
     score: pl.Expr | None = None  # numeric; None for pure classifications
     flags: Mapping[str, pl.Expr] = field(default_factory=dict)  # code → Boolean
     not_applicable: Mapping[str, pl.Expr] = field(default_factory=dict)  # reason code → Boolean
     needed: Mapping[str, pl.Expr] = field(default_factory=dict)  # input → when its absence matters
+
+
+class Stage:
+    """Lets a model compute a value once and refer to it many times (a column of its own, computed
+    before the model's outcome), instead of repeating the expression in every place it is used."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.kept: list[pl.Expr] = []
+
+    def keep(self, name: str, expr: pl.Expr) -> pl.Expr:
+        column = f"__{self.model}_{name}"
+        self.kept.append(expr.alias(column))
+        return pl.col(column)
 
 
 @dataclass(frozen=True, eq=False)  # compared and hashed by identity: one instance per model
@@ -72,6 +89,28 @@ class Model:
         n = self.name
         return f"{n}_score", f"{n}_category", f"{n}_flags", f"{n}_reasons"
 
+    @property
+    def category_dtype(self) -> pl.Enum:
+        return pl.Enum([*self.categories, *STATUSES])
+
+
+class Categories:
+    """A model's category labels and the integer codes its outcome is computed on."""
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        self.labels = tuple(labels)
+        self._code = {label: i for i, label in enumerate(self.labels)}
+
+    def __call__(self, label: str) -> pl.Expr:
+        return pl.lit(self._code[label], dtype=CODE)
+
+    def codes(self, labels: Sequence[str]) -> list[int]:
+        return [self._code[label] for label in labels]
+
+    def banded(self, x: pl.Expr, bands: Sequence[Mapping[str, Any]]) -> pl.Expr:
+        """`banded` over bands whose values are category labels, giving their codes."""
+        return banded(x, [{**b, "category": self._code[b["category"]]} for b in bands], "category", CODE)
+
 
 def model_data(name: str) -> dict[str, Any]:
     """A model's data file (medloop/clinical/data/<name>.yaml)."""
@@ -81,7 +120,7 @@ def model_data(name: str) -> dict[str, Any]:
 def define(
     doc: Mapping[str, Any],
     *,
-    categories: Sequence[str],
+    categories: Categories,
     required: Sequence[str],
     build: Callable[[Stage], Outcome],
     optional: Sequence[str] = (),
@@ -96,7 +135,7 @@ def define(
         version=str(doc["version"]),
         source=str(doc["source"]),
         confirmed=all_confirmed(doc),
-        categories=tuple(categories),
+        categories=categories.labels,
         required=tuple(required),
         optional=tuple(optional),
         valid=valid,
@@ -127,7 +166,7 @@ def all_confirmed(doc: Any) -> bool:
     return True
 
 
-def banded(x: pl.Expr, bands: Sequence[Mapping[str, Any]], key: str) -> pl.Expr:
+def banded(x: pl.Expr, bands: Sequence[Mapping[str, Any]], key: str, dtype: Any = None) -> pl.Expr:
     """The `key` value of the highest band that `x` reaches. Bands are in increasing order; a band
     starts at `min` (x ≥ min) or `above` (x > above); a band without either is everything below
     the next band. Null when `x` is null or below every band."""
@@ -139,7 +178,7 @@ def banded(x: pl.Expr, bands: Sequence[Mapping[str, Any]], key: str) -> pl.Expr:
             cond = x > band["above"]
         else:
             cond = x.is_not_null()
-        value = pl.lit(band[key])
+        value = pl.lit(band[key], dtype=dtype)
         chain = pl.when(cond).then(value) if chain is None else chain.when(cond).then(value)
     result: pl.Expr = chain.otherwise(None)
     return result
@@ -156,135 +195,133 @@ def points(condition: pl.Expr, value: float) -> pl.Expr:
     return condition.cast(pl.Int32) * value
 
 
-class Stage:
-    """Lets a model compute a value once and refer to it many times (a column of its own, computed
-    before the model's outcome), instead of repeating the expression in every place it is used."""
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self.kept: list[pl.Expr] = []
-
-    def keep(self, name: str, expr: pl.Expr) -> pl.Expr:
-        column = f"__{self.model}_{name}"
-        self.kept.append(expr.alias(column))
-        return pl.col(column)
-
-
-# Every input field has one bit, so invalid and missing inputs are found once per batch for all
-# models; a model looks at its own bits. The top bits of a reason key say which kind of reason.
-_FIELD_BIT = {name: 1 << i for i, name in enumerate(FIELDS)}
-assert len(_FIELD_BIT) < 60
-_BAD, _NULL = "__bad_inputs", "__null_inputs"
+MASK = pl.UInt32  # bit sets over a model's inputs, rules or flags
 
 
 def _bits(conditions: Sequence[tuple[int, pl.Expr]]) -> pl.Expr:
+    """Σ bit where condition (null counts as false); the literal 0 when there are none."""
+    zero = pl.lit(0, dtype=MASK)
     if not conditions:
-        return pl.lit(0, dtype=pl.UInt64)
-    zero = pl.lit(0, dtype=pl.UInt64)
+        return zero
     return pl.sum_horizontal(
-        pl.when(c).then(pl.lit(bit, dtype=pl.UInt64)).otherwise(zero) for bit, c in conditions
+        pl.when(c).then(pl.lit(bit, dtype=MASK)).otherwise(zero) for bit, c in conditions
     )
 
 
-def _subsets(bits: Sequence[int]) -> Iterator[tuple[int, list[int]]]:
-    """Every non-empty subset of `bits`: its mask and its members' positions in `bits`."""
-    for choice in range(1, 1 << len(bits)):
-        members = [i for i in range(len(bits)) if choice >> i & 1]
-        yield sum(bits[i] for i in members), members
+def _subsets(n: int) -> Iterator[tuple[int, list[int]]]:
+    """Every non-empty subset of range(n): its bit mask and its members."""
+    for mask in range(1, 1 << n):
+        yield mask, [i for i in range(n) if mask >> i & 1]
 
 
 def _reason_of_field(name: str) -> str:
     return ("invalid:" if FIELDS[name].kind == "enum" else "implausible:") + name
 
 
-def _lookup(keys: list[int], texts: list[str | None]) -> tuple[pl.Series, pl.Series]:
-    return pl.Series(keys, dtype=pl.UInt64), pl.Series(texts, dtype=pl.String)
+@dataclass(frozen=True)
+class _Built:
+    """A model's outcome and the tables that name its codes, built once per model."""
+
+    kept: tuple[pl.Expr, ...]  # the model's own values, in dependency order
+    outcome: Outcome
+    categories: pl.Series  # status code → category (Enum)
+    flags: pl.Series  # flag bit set → flags text (Enum; null for none)
+    reasons: pl.Series  # reason index → reasons text (Enum; null for none)
+
+
+@cache
+def _build(model: Model) -> _Built:
+    stage = Stage(model.name)
+    out = model.build(stage)
+    k = len(model.inputs)
+    assert k <= 16, model.name  # reason tables have 2·2^k entries
+    flag_texts = [SEPARATOR.join(list(out.flags)[i] for i in m) for _, m in _subsets(len(out.flags))]
+    reasons: list[str | None] = [None] * ((2 << k) + (1 << len(out.not_applicable)))
+    reasons[1 << k] = "undetermined"
+    checked = {i for i, f in enumerate(model.inputs) if FIELDS[f].kind != "bool"}  # yes/no cannot be invalid
+    for mask, members in _subsets(k):
+        if checked.issuperset(members):
+            reasons[mask] = SEPARATOR.join(_reason_of_field(model.inputs[i]) for i in members)
+        reasons[(1 << k) + mask] = SEPARATOR.join(f"missing:{model.inputs[i]}" for i in members)
+    na_codes = list(out.not_applicable)
+    for mask, members in _subsets(len(na_codes)):
+        reasons[(2 << k) + mask] = SEPARATOR.join(na_codes[i] for i in members)
+    return _Built(
+        kept=tuple(stage.kept),
+        outcome=out,
+        categories=pl.Series([*model.categories, *STATUSES], dtype=model.category_dtype),
+        flags=pl.Series([None, *flag_texts], dtype=pl.Enum(flag_texts)),
+        reasons=pl.Series(reasons, dtype=pl.Enum([r for r in reasons if r is not None])),
+    )
 
 
 @dataclass(frozen=True)
 class _Compiled:
-    kept: tuple[pl.Expr, ...]  # the model's own values, in dependency order
-    stage1: tuple[pl.Expr, ...]  # masks, raw category, score, flags
-    stage2: tuple[pl.Expr, ...]  # the output columns
+    kept: tuple[pl.Expr, ...]
+    stage1: tuple[pl.Expr, ...]  # masks, category code, score, flags
+    stage2: tuple[pl.Expr, ...]  # status code: category, or error / not applicable / insufficient
+    stage3: tuple[pl.Expr, ...]  # the output columns
 
 
 @cache
-def _compile(model: Model) -> _Compiled:
-    stage = Stage(model.name)
-    out = model.build(stage)
-    inputs = model.inputs
-    field_bits = [_FIELD_BIT[f] for f in inputs]
-    own = sum(field_bits)
-    t = {k: f"__{model.name}_{k}" for k in ("bad", "na", "missing", "category", "score", "flags")}
-    not_needed = _bits([(_FIELD_BIT[f], ~cond) for f, cond in out.needed.items()])
+def _compile(model: Model, with_bad: frozenset[str], with_null: frozenset[str]) -> _Compiled:
+    """The model's expressions for a batch in which only the `with_bad` inputs hold invalid values
+    and only the `with_null` inputs hold missing ones (per-row checks on the others are skipped)."""
+    built = _build(model)
+    out, inputs, k = built.outcome, model.inputs, len(model.inputs)
+    t = {
+        name: f"__{model.name}_{name}"
+        for name in ("bad", "na", "missing", "category", "score", "flags", "status")
+    }
+    needed = {f: pl.col(f).is_null() & out.needed.get(f, pl.lit(True)).fill_null(True) for f in with_null}
     stage1 = (
-        (pl.col(_BAD) & pl.lit(own, dtype=pl.UInt64)).alias(t["bad"]),
+        _bits([(1 << i, invalid(f)) for i, f in enumerate(inputs) if f in with_bad]).alias(t["bad"]),
         _bits([(1 << i, c) for i, c in enumerate(out.not_applicable.values())]).alias(t["na"]),
-        (pl.col(_NULL) & pl.lit(own, dtype=pl.UInt64) & ~not_needed).alias(t["missing"]),
-        out.category.cast(pl.String).alias(t["category"]),
+        _bits([(1 << i, needed[f]) for i, f in enumerate(inputs) if f in with_null]).alias(t["missing"]),
+        out.category.cast(CODE).alias(t["category"]),
         (out.score if out.score is not None else pl.lit(None)).cast(pl.Float64).alias(t["score"]),
         _bits([(1 << i, c) for i, c in enumerate(out.flags.values())]).alias(t["flags"]),
     )
-
-    # Every reason a row can have, named once: its key is a bit set plus the kind of reason.
-    keys: list[int] = [0, _MISSING_KEY]
-    texts: list[str | None] = [None, "undetermined"]
-    for mask, members in _subsets(field_bits):
-        keys += [_ERROR_KEY | mask, _MISSING_KEY | mask]
-        texts += [
-            SEPARATOR.join(_reason_of_field(inputs[i]) for i in members),
-            SEPARATOR.join(f"missing:{inputs[i]}" for i in members),
-        ]
-    na_codes = list(out.not_applicable)
-    for mask, members in _subsets([1 << i for i in range(len(na_codes))]):
-        keys.append(_NA_KEY | mask)
-        texts.append(SEPARATOR.join(na_codes[i] for i in members))
-    reason_old, reason_new = _lookup(keys, texts)
-    flag_codes = list(out.flags)
-    flag_old, flag_new = _lookup(
-        [0, *(mask for mask, _ in _subsets([1 << i for i in range(len(flag_codes))]))],
-        [
-            None,
-            *(
-                SEPARATOR.join(flag_codes[i] for i in m)
-                for _, m in _subsets([1 << i for i in range(len(flag_codes))])
-            ),
-        ],
+    bad, na, missing, category = (pl.col(t[name]) for name in ("bad", "na", "missing", "category"))
+    n = len(model.categories)
+    stage2 = (
+        pl.when(bad != 0)
+        .then(pl.lit(n, dtype=CODE))
+        .when(na != 0)
+        .then(pl.lit(n + 1, dtype=CODE))
+        .when(category.is_null())
+        .then(pl.lit(n + 2, dtype=CODE))
+        .otherwise(category)
+        .alias(t["status"]),
     )
-
-    bad, na, missing, category = (pl.col(t[k]) for k in ("bad", "na", "missing", "category"))
-    is_bad, is_na, undetermined = bad != 0, na != 0, category.is_null()
-    ok = ~is_bad & ~is_na & ~undetermined
-    reason_key = (
-        pl.when(is_bad)
-        .then(bad | _ERROR_KEY)
-        .when(is_na)
-        .then(na | _NA_KEY)
-        .when(undetermined)
-        .then(missing | _MISSING_KEY)
+    status = pl.col(t["status"])
+    ok = status < n
+    reason = (
+        pl.when(status == n)
+        .then(bad)
+        .when(status == n + 1)
+        .then(na + (2 << k))
+        .when(status == n + 2)
+        .then(missing + (1 << k))
         .otherwise(0)
-        .cast(pl.UInt64)
     )
     score_col, category_col, flags_col, reasons_col = model.columns()
-    stage2 = (
-        pl.when(ok).then(pl.col(t["score"])).otherwise(None).alias(score_col),
-        pl.when(is_bad)
-        .then(pl.lit(ERROR))
-        .when(is_na)
-        .then(pl.lit(NOT_APPLICABLE))
-        .when(undetermined)
-        .then(pl.lit(INSUFFICIENT_DATA))
-        .otherwise(category)
-        .alias(category_col),
-        pl.when(ok)
-        .then(pl.col(t["flags"]))
-        .otherwise(0)
-        .cast(pl.UInt64)
-        .replace_strict(flag_old, flag_new, return_dtype=pl.String)
-        .alias(flags_col),
-        reason_key.replace_strict(reason_old, reason_new, return_dtype=pl.String).alias(reasons_col),
+    stage3 = (
+        pl.when(ok).then(pl.col(t["score"])).alias(score_col),
+        pl.lit(built.categories).gather(status).alias(category_col),
+        pl.lit(built.flags).gather(pl.when(ok).then(pl.col(t["flags"])).otherwise(0)).alias(flags_col),
+        pl.lit(built.reasons).gather(reason).alias(reasons_col),
     )
-    return _Compiled(tuple(stage.kept), stage1, stage2)
+    return _Compiled(built.kept, stage1, stage2, stage3)
+
+
+def _issues(frame: pl.DataFrame, fields: Sequence[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """The fields that hold at least one invalid value, and those that hold a missing one."""
+    invalid_any = frame.select(invalid(f).fill_null(False).any().alias(f) for f in fields).row(0, named=True)
+    return (
+        frozenset(f for f in fields if invalid_any[f]),
+        frozenset(f for f in fields if frame.get_column(f).null_count()),
+    )
 
 
 def evaluate(frame: pl.DataFrame, models: Sequence[Model], keep: Sequence[str] = ()) -> pl.DataFrame:
@@ -297,19 +334,19 @@ def evaluate(frame: pl.DataFrame, models: Sequence[Model], keep: Sequence[str] =
     if absent:
         raise ValueError(f"frame lacks required input columns: {', '.join(absent)}")
     used = list(dict.fromkeys(f for m in models for f in m.inputs))
-    compiled = [_compile(m) for m in models]
-    lazy = frame.lazy().with_columns(
-        pl.lit(None, dtype=FIELDS[f].dtype).alias(f) for f in used if f not in frame.columns
+    frame = frame.select(
+        *keep,
+        *(pl.col(f) if f in frame.columns else pl.lit(None, dtype=FIELDS[f].dtype).alias(f) for f in used),
     )
-    lazy = lazy.with_columns(
-        _bits([(_FIELD_BIT[f], invalid(f)) for f in used]).alias(_BAD),
-        _bits([(_FIELD_BIT[f], pl.col(f).is_null()) for f in used]).alias(_NULL),
-    )
+    with_bad, with_null = _issues(frame, used)
+    compiled = [_compile(m, with_bad & set(m.inputs), with_null & set(m.inputs)) for m in models]
+    lazy = frame.lazy()
     for depth in range(max(len(c.kept) for c in compiled)):
         lazy = lazy.with_columns(c.kept[depth] for c in compiled if depth < len(c.kept))
     return (
         lazy.with_columns(e for c in compiled for e in c.stage1)
-        .select(*keep, *(e for c in compiled for e in c.stage2))
+        .with_columns(e for c in compiled for e in c.stage2)
+        .select(*keep, *(e for c in compiled for e in c.stage3))
         .collect()
     )
 

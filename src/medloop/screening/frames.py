@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from medloop.clinical.inputs import INVALID
 from medloop.errors import Unprocessable
 from medloop.screening.contract import BY_NAME, Column
 
@@ -102,6 +103,26 @@ def _as_bool(s: pl.Series) -> pl.Series:
     return out
 
 
+def _as_enum(s: pl.Series, column: Column) -> pl.Series:
+    """An enum column; values that are not allowed become INVALID (a row error, not a file error)."""
+    if isinstance(s.dtype, pl.Categorical | pl.Enum):
+        s = s.cast(pl.String)
+    if s.dtype != pl.String:
+        raise _wrong_type(s)
+    out = s.cast(column.dtype, strict=False)
+    if out.null_count() == s.null_count():  # the common case: clean values
+        return out.alias(s.name)
+    text = _text(s)
+    text = text.str.to_uppercase() if column.name == "sex" else text.str.to_lowercase()
+    out = text.cast(column.dtype, strict=False)
+    unknown = text.is_not_null() & out.is_null()
+    return (
+        pl.select(pl.when(unknown).then(pl.lit(INVALID, dtype=column.dtype)).otherwise(out))
+        .to_series()
+        .alias(s.name)
+    )
+
+
 def _convert(s: pl.Series, column: Column) -> pl.Series:
     if s.dtype == pl.Null:
         return pl.Series(s.name, [None] * len(s), dtype=column.dtype)
@@ -111,10 +132,7 @@ def _convert(s: pl.Series, column: Column) -> pl.Series:
             raise _wrong_type(s)
         return _text(s.cast(pl.String))
     if kind == "enum":
-        if s.dtype != pl.String:
-            raise _wrong_type(s)
-        text = _text(s)
-        return text.str.to_uppercase() if column.name == "sex" else text.str.to_lowercase()
+        return _as_enum(s, column)
     if kind == "bool":
         return _as_bool(s).alias(s.name)
     number = _as_float(s)
@@ -177,12 +195,12 @@ class ParquetSource:
         return cls(path, tuple(meta.schema.names), meta.num_rows)
 
     def batches(self, columns: Sequence[str], batch_rows: int) -> Iterator[pl.DataFrame]:
+        # Polars reads only the row groups a slice needs, straight into its own memory layout.
+        scan = pl.scan_parquet(self.path).select(columns)
         try:
-            for batch in pq.ParquetFile(self.path).iter_batches(batch_size=batch_rows, columns=list(columns)):
-                frame = pl.from_arrow(batch)
-                assert isinstance(frame, pl.DataFrame)
-                yield frame
-        except (pa.ArrowException, OSError) as exc:
+            for offset in range(0, self.rows or 0, batch_rows):
+                yield scan.slice(offset, batch_rows).collect()
+        except (pl.exceptions.PolarsError, OSError) as exc:
             raise _unreadable(self.path, exc) from None
 
 
@@ -288,7 +306,15 @@ class FrameWriter:
         if self.format == "parquet":
             table = frame.to_arrow()
             if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.partial, table.schema, compression="zstd")
+                # Dictionary-encode the text columns (few distinct values), not keys and scores.
+                texts = [
+                    f.name
+                    for f in table.schema
+                    if not pa.types.is_floating(f.type) and f.name != frame.columns[0]
+                ]
+                self._parquet = pq.ParquetWriter(
+                    self.partial, table.schema, compression="lz4", use_dictionary=texts
+                )
             self._parquet.write_table(table)
         else:
             if self._csv is None:
