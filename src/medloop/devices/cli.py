@@ -7,17 +7,21 @@ import asyncio
 import secrets
 import signal
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import orjson
 import typer
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from medloop.auth.principal import system_principal
 from medloop.devices import deadletter, service
 from medloop.devices.broker import INGESTER_USERNAME, mosquitto_hash, write_broker_files
 from medloop.devices.models import CredentialKind, DeviceKind
+from medloop.errors import Problem
 from medloop.settings import get_settings
 from medloop.store.engine import make_engine, session_scope
 
@@ -33,6 +37,17 @@ ingest_app = typer.Typer(help="Ingest device readings from a transport.", no_arg
 
 def _engine() -> Engine:
     return make_engine(get_settings().database_url)
+
+
+@contextmanager
+def _unit_of_work() -> Iterator[Session]:
+    """A session committed on success; a client-facing error is printed, not a traceback."""
+    try:
+        with session_scope(_engine()) as session:
+            yield session
+    except Problem as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _instant(value: str | None) -> datetime | None:
@@ -54,7 +69,7 @@ def register(
     service_user: str | None = typer.Option(None, help="Service user the device logs in as over HTTP."),
 ) -> None:
     """Register a device."""
-    with session_scope(_engine()) as s:
+    with _unit_of_work() as s:
         device = service.register_device(
             s,
             serial,
@@ -72,7 +87,7 @@ def bind(
     serial: str, patient_id: uuid.UUID, start: str | None = typer.Option(None, help="ISO time; default now.")
 ) -> None:
     """Bind a device to a patient (ends its current binding)."""
-    with session_scope(_engine()) as s:
+    with _unit_of_work() as s:
         binding = service.bind(s, system_principal(), serial, patient_id, _instant(start))
         typer.echo(f"bound {serial} from {binding.start_at.isoformat()}")
 
@@ -80,7 +95,7 @@ def bind(
 @app.command()
 def unbind(serial: str, end: str | None = typer.Option(None, help="ISO time; default now.")) -> None:
     """End a device's current binding."""
-    with session_scope(_engine()) as s:
+    with _unit_of_work() as s:
         binding = service.unbind(s, system_principal(), serial, _instant(end))
         typer.echo(f"unbound {serial} at {binding.end_at.isoformat() if binding.end_at else ''}")
 
@@ -88,7 +103,7 @@ def unbind(serial: str, end: str | None = typer.Option(None, help="ISO time; def
 @app.command()
 def credential(serial: str, kind: CredentialKind = typer.Option(CredentialKind.MQTT)) -> None:
     """Issue a credential; the secret is printed once and stored only as hashes."""
-    with session_scope(_engine()) as s:
+    with _unit_of_work() as s:
         issued = service.issue_credential(s, system_principal(), serial, kind.value)
         typer.echo(f"credential id: {issued.credential.id}")
         if issued.username:
@@ -99,7 +114,7 @@ def credential(serial: str, kind: CredentialKind = typer.Option(CredentialKind.M
 @app.command()
 def revoke(credential_id: uuid.UUID) -> None:
     """Revoke a credential (run broker-config again to drop it from the broker's password file)."""
-    with session_scope(_engine()) as s:
+    with _unit_of_work() as s:
         service.revoke_credential(s, system_principal(), credential_id)
         typer.echo(f"revoked {credential_id}")
 
@@ -118,7 +133,7 @@ def broker_config(
     """Write a Mosquitto password file (live MQTT credentials) and an ACL: each device may publish
     only to medloop/v1/devices/<its serial>/readings; the ingester may read them all."""
     password = ingester_password or secrets.token_urlsafe(24)
-    with session_scope(_engine()) as s:
+    with _unit_of_work() as s:
         entries = service.broker_entries(s, mosquitto_hash(password))
     files = write_broker_files(out, entries, port=port, persistence_dir=persistence_dir)
     typer.echo(
@@ -140,7 +155,7 @@ def dead_letter_list(
     show_payload: bool = typer.Option(False, help="Also print the raw payload (patient data)."),
 ) -> None:
     """List dead letters, oldest first."""
-    with session_scope(_engine()) as s:
+    with _unit_of_work() as s:
         rows = deadletter.list_dead_letters(
             s, status=None if status == "all" else status, reason=reason, serial=serial, limit=limit
         )
@@ -159,7 +174,7 @@ def dead_letter_replay(
     ids: list[uuid.UUID] = typer.Argument(None, help="Default: every open dead letter."),
 ) -> None:
     """Run dead letters through the pipeline again (after registering a device, fixing a binding …)."""
-    with session_scope(_engine()) as s:
+    with _unit_of_work() as s:
         report = deadletter.replay(s, system_principal(), ids or None)
     typer.echo(f"replayed {report.replayed}, still failing {report.still_failing}")
 
