@@ -145,7 +145,7 @@ def observation(serial: str, at: str, rng: random.Random) -> dict[str, Any]:
             {
                 "code": {"coding": [{"system": LOINC, "code": "8462-4"}]},
                 "valueQuantity": {
-                    "value": rng.randint(60, 100),
+                    "value": rng.randint(60, 95),
                     "unit": "mmHg",
                     "system": UCUM,
                     "code": "mm[Hg]",

@@ -137,7 +137,7 @@ def _kick_off_export(request: Request, ctx: Ctx, level: str, group_id: uuid.UUID
     params = dict(request.query_params)
     spec = bulk.export_spec(ctx.principal, level, params, group_id)
     if level == "group":
-        bulk._patients(ctx, spec)  # 404 now, not in the background, if the group does not exist
+        bulk.patients_of(ctx, spec)  # 404 now, not in the background, if the group does not exist
     job = bulk.kick_off(ctx.session, ctx.principal, "export", level, str(request.url), params, group_id)
     ctx.session.commit()  # the worker reads the job from its own session
     sessions = request.app.state.sessions

@@ -130,7 +130,7 @@ def _role_allows(principal: Principal, resource_type: str) -> bool:
     return not roles or principal.has_role("admin", *roles)
 
 
-def _patients(ctx: Ctx, spec: ExportSpec) -> AnySelect | None:
+def patients_of(ctx: Ctx, spec: ExportSpec) -> AnySelect | None:
     if spec.level == "group":
         org = ctx.session.get(Organisation, spec.group_id)
         if org is None:
@@ -162,7 +162,7 @@ def export_to(
     exported batch's patients and is committed per batch. `progress(text)` returning False stops."""
     directory.mkdir(parents=True, exist_ok=True)
     ctx = Ctx(read, principal, base)
-    patients = _patients(ctx, spec)
+    patients = patients_of(ctx, spec)
     files: list[ExportedFile] = []
     for rtype in spec.types:
         handler = handler_for(rtype)

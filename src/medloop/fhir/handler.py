@@ -74,6 +74,7 @@ class Handler:
     includes: ClassVar[dict[str, str]] = {}  # search parameter -> type it includes (subject -> Patient)
     sort_names: ClassVar[tuple[str, ...]] = ()
     doc: ClassVar[str] = ""
+    audits_writes: ClassVar[bool] = False  # True: the write path audits itself (the devices pipeline)
 
     def params(self) -> dict[str, Param]:
         return {}

@@ -27,6 +27,7 @@ from medloop.devices.models import Device, Reading
 from medloop.devices.payloads import fhir as fhir_payload
 from medloop.devices.types import Item, Outcome, Reason, Rejected
 from medloop.errors import NotFound, Unprocessable
+from medloop.fhir.access import permits, scopes_of
 from medloop.fhir.common import (
     DEVICE_SERIAL_SYSTEM,
     OBSERVATION_CATEGORY,
@@ -194,6 +195,7 @@ class ObservationHandler(TableHandler):
     write_roles = (Role.CLINICIAN, Role.SCREENER, Role.DEVICE)
     read_roles = (Role.CLINICIAN, Role.SCREENER, Role.PROGRAMME_MANAGER)
     includes: ClassVar[dict[str, str]] = {"subject": "Patient", "patient": "Patient", "device": "Device"}
+    audits_writes = True  # the pipeline writes the audit record
     id_column = Reading.id
     patient_column = Reading.patient_id
     updated_column = Reading.received_at
@@ -235,6 +237,24 @@ class ObservationHandler(TableHandler):
         stmt = self.base(ctx).where(or_(Reading.panel_id.in_(ids), Reading.id.in_(ids)))
         return self.hydrate(ctx, ctx.session.execute(stmt).all())
 
+    def stored(self, ctx: Ctx, reading_ids: Sequence[uuid.UUID]) -> list[Found]:
+        """The Observations just written, for the response. The pipeline has checked the writer's
+        facility scope; a writer without read permission (a device) does not get them back."""
+        if not permits(scopes_of(ctx.principal), self.type, "r", self.compartment):
+            return []
+        stmt = select(Reading, Device.serial).join(Device, Device.id == Reading.device_id)
+        rows = ctx.session.execute(stmt.where(Reading.id.in_(reading_ids))).all()
+        parts: dict[uuid.UUID, list[Reading]] = {}
+        for r in rows:
+            if r[0].panel_id is not None:
+                parts.setdefault(r[0].panel_id, []).append(r[0])
+        head_codes = heads()
+        return [
+            Found(observation_to_fhir(r[0], r[1], parts.get(r[0].panel_id, ())), r[0].patient_id)  # type: ignore[arg-type]
+            for r in rows
+            if r[0].panel_id is None or r[0].code in head_codes
+        ]
+
     def hydrate(self, ctx: Ctx, rows: Sequence[Any]) -> list[Found]:
         panel_ids = [r[0].panel_id for r in rows if r[0].panel_id is not None]
         parts: dict[uuid.UUID, list[Reading]] = {}
@@ -264,8 +284,8 @@ class ObservationHandler(TableHandler):
         entries = [fhir_payload.parse_observation(r, i, who.serial) for i, r in enumerate(resources)]
         entries = check_subjects(ctx, entries, resources)
         result = ingest_entries(ctx.session, entries, channel="fhir", submitter=who, dead_letter=dead_letter)
-        stored_ids = [r.id for r in result.items if r.id is not None]
-        found = {f.id: f for f in self.by_ids(ctx, stored_ids)} if stored_ids else {}
+        reading_ids = [i for r in result.items for i in r.reading_ids]
+        found = {f.id: f for f in self.stored(ctx, reading_ids)} if reading_ids else {}
         rejected = {r.index: r for r in result.rejected}
         written: list[Written | Exception] = []
         for item in result.items:
@@ -273,7 +293,7 @@ class ObservationHandler(TableHandler):
                 written.append(ObservationRejected(rejected[item.index]))
             elif str(item.id) in found:
                 written.append(Written(found[str(item.id)], item.status is Outcome.STORED))
-            else:  # stored but not visible to the submitter (a device token has no patient scope)
+            else:  # a submitter who may not read Observations (a device) gets back what it sent
                 written.append(
                     Written(Found(_minimal(resources[item.index], item.id)), item.status is Outcome.STORED)
                 )
