@@ -19,9 +19,7 @@ from rich.progress import (
 )
 
 from medloop.settings import get_settings
-from medloop.sim.population import DEFAULT_AS_OF, DEFAULT_CHUNK_ROWS
-from medloop.sim.region import default_facility_count, minimum_facilities
-from medloop.sim.writer import RegionError, build_region_outputs
+from medloop.sim import DEFAULT_AS_OF, DEFAULT_CHUNK_ROWS
 
 app = typer.Typer(
     help="Synthetic data: a region with facilities and residents, device readings.", no_args_is_help=True
@@ -68,6 +66,9 @@ def region(
     """Build a synthetic region: tiered facilities and residents with correlated risk factors.
     Writes the Parquet population table and the database (organisations, patients, national-ID
     identifiers). Re-running with the same arguments is a no-op; a different region needs --replace."""
+    from medloop.sim.region import default_facility_count, minimum_facilities
+    from medloop.sim.writer import RegionError, build_region_outputs
+
     reference = _parse_date(as_of)
     n_facilities = facilities if facilities is not None else default_facility_count(people)
     if n_facilities < minimum_facilities():

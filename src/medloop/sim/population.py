@@ -32,6 +32,7 @@ import pyarrow as pa
 
 from medloop.people.identifiers import _CHECK, _WEIGHTS  # the one definition of the check character
 from medloop.screening.contract import COLUMNS, NAMES, Kind
+from medloop.sim import DEFAULT_AS_OF, DEFAULT_CHUNK_ROWS
 from medloop.sim.names import draw_names
 from medloop.sim.region import (
     HomeTables,
@@ -43,8 +44,6 @@ from medloop.sim.region import (
 )
 
 BLOCK_ROWS = 50_000
-DEFAULT_CHUNK_ROWS = 100_000
-DEFAULT_AS_OF = date(2025, 6, 30)
 MAX_AGE = 100
 
 _KIND_DTYPE: dict[Kind, pl.DataType] = {
