@@ -1,5 +1,6 @@
-"""HTTP: `POST /api/v1/readings`, the device registry, alerts and dead letters (`router`), and the
-FHIR entry points `POST /fhir/Observation` and `POST /fhir` (`fhir_router`).
+"""HTTP: `POST /api/v1/readings`, the device registry, alerts and dead letters (`router`). The FHIR
+entry points (`POST /fhir/Observation`, `POST /fhir`) are served by `medloop.fhir.api`, through the
+same pipeline and this module's `submitter`.
 
 Readings may be sent with a person's token (clinician, screener, admin: only for patients in their
 facility scope), a device service user's token (only for the devices linked to that user), or a
@@ -19,9 +20,8 @@ from medloop.auth.audit import record_access
 from medloop.auth.deps import CurrentPrincipal, DbSession, bearer_token, current_principal
 from medloop.auth.models import Role
 from medloop.devices import deadletter, payloads, service
-from medloop.devices.ingest import IngestResult, Submitter, ingest_entries, store_dead_letters
+from medloop.devices.ingest import IngestResult, Submitter, ingest_entries
 from medloop.devices.models import Device
-from medloop.devices.payloads import fhir
 from medloop.devices.pipeline import gc_paused
 from medloop.devices.schemas import (
     AlertOut,
@@ -40,14 +40,11 @@ from medloop.devices.schemas import (
 from medloop.devices.types import Item, Outcome, Rejected
 from medloop.errors import BadRequest, PayloadTooLarge, Unprocessable
 from medloop.pagination import Page, PageParams, page_params
-from medloop.store.base import utcnow
 
 MAX_BATCH = 10_000
-FHIR_JSON = "application/fhir+json"
 PROBLEM_JSON = "application/problem+json"
 
 router = APIRouter(prefix="/api/v1", tags=["devices"])
-fhir_router = APIRouter(prefix="/fhir", tags=["fhir"])
 
 
 async def json_body(request: Request) -> Any:
@@ -221,84 +218,3 @@ def replay_dead_letters(data: ReplayIn, session: DbSession, principal: CurrentPr
     principal.require_role(Role.ADMIN)
     report = deadletter.replay(session, principal, data.ids)
     return ReplayOut(replayed=report.replayed, still_failing=report.still_failing)
-
-
-# --- FHIR ---------------------------------------------------------------------------------------
-
-
-def _outcome(detail: str, code: str = "processing") -> dict[str, Any]:
-    return {
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": "error", "code": code, "diagnostics": detail}],
-    }
-
-
-def _fhir(body: dict[str, Any], status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status_code, media_type=FHIR_JSON, headers=headers)
-
-
-@fhir_router.post("/Observation")
-def fhir_create_observation(session: DbSession, who: SubmitterDep, doc: JsonBody) -> Response:
-    """Create one Observation (idempotent: the same measurement again answers 200 with the same id)."""
-    if not isinstance(doc, dict) or doc.get("resourceType") != "Observation":
-        raise Unprocessable("the body must be an Observation resource")
-    entry = fhir.parse_observation(doc, 0, who.serial)
-    result = _ingest(session, [entry], who, "fhir")
-    (item,) = result.items
-    if item.status is Outcome.REJECTED:
-        return _fhir(_outcome(f"{item.reason}: {item.detail}"), 422)
-    resource = {**doc, "id": str(item.id), "meta": {"lastUpdated": utcnow().isoformat()}}
-    created = item.status is Outcome.STORED
-    return _fhir(resource, 201 if created else 200, {"Location": f"/fhir/Observation/{item.id}"})
-
-
-def _entry_response(
-    status_line: str, item_id: uuid.UUID | None = None, outcome: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    response: dict[str, Any] = {"status": status_line}
-    if item_id is not None:
-        response["location"] = f"Observation/{item_id}"
-    if outcome is not None:
-        response["outcome"] = outcome
-    return {"response": response}
-
-
-@fhir_router.post("")
-def fhir_bundle(session: DbSession, who: SubmitterDep, doc: JsonBody) -> Response:
-    """A batch or transaction Bundle of Observations. Batch: each entry succeeds or fails alone.
-    Transaction: all or nothing (the failing entries are still dead-lettered with their reason)."""
-    if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
-        raise Unprocessable("the body must be a Bundle of type batch or transaction")
-    entries = _parse(doc, who)
-    if doc.get("type") == "transaction":
-        savepoint = session.begin_nested()
-        result = _ingest(session, entries, who, "fhir", dead_letter=False)
-        if result.rejected:
-            savepoint.rollback()
-            store_dead_letters(session, result.rejected, "fhir", utcnow())
-            issues = [
-                {
-                    "severity": "error",
-                    "code": "processing",
-                    "diagnostics": f"{r.reason}: {r.detail}",
-                    "expression": [f"Bundle.entry[{r.index}]"],
-                }
-                for r in result.items
-                if r.reason
-            ]
-            return _fhir({"resourceType": "OperationOutcome", "issue": issues}, 422)
-        savepoint.commit()
-    else:
-        result = _ingest(session, entries, who, "fhir")
-    out = []
-    for r in result.items:
-        if r.status is Outcome.STORED:
-            out.append(_entry_response("201 Created", r.id))
-        elif r.status is Outcome.DUPLICATE:
-            out.append(_entry_response("200 OK", r.id))
-        else:
-            out.append(
-                _entry_response("422 Unprocessable Entity", outcome=_outcome(f"{r.reason}: {r.detail}"))
-            )
-    kind = "transaction-response" if doc.get("type") == "transaction" else "batch-response"
-    return _fhir({"resourceType": "Bundle", "type": kind, "entry": out})
