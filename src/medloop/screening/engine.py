@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from medloop.clinical.catalogue import MODELS, POPULATION_DEFAULT
-from medloop.clinical.scoring import Model, evaluate
+from medloop.clinical.scoring import STATUSES, Model, evaluate
 from medloop.errors import BadRequest
 from medloop.screening.contract import KEY, PATIENT_KEY, ROUTING
 from medloop.screening.frames import InputError, Source, normalise
@@ -77,11 +77,6 @@ def make_plan(available: Iterable[str], models: Sequence[Model], key: str | None
     return Plan(key, tuple(runnable), disabled, columns, (key, *routing))
 
 
-def evaluate_batch(raw: pl.DataFrame, plan: Plan, where: str) -> pl.DataFrame:
-    """Type one raw batch by the contract and run the plan's models over it."""
-    return evaluate(normalise(raw, plan.columns, where), plan.models, keep=plan.keep)
-
-
 def local_results(
     source: Source,
     plan: Plan,
@@ -120,7 +115,7 @@ class Summary:
         """(model, category, count) rows: the model's categories in their order, then the statuses."""
         rows = []
         for model in self.models:
-            for category in (*model.categories, "error", "not_applicable", "insufficient_data"):
+            for category in (*model.categories, *STATUSES):
                 n = self.counts.get((model.name, category), 0)
                 if n or category in model.categories:
                     rows.append((model.name, category, n))

@@ -127,10 +127,10 @@ def _convert(s: pl.Series, column: Column) -> pl.Series:
     if s.dtype == pl.Null:
         return pl.Series(s.name, [None] * len(s), dtype=column.dtype)
     kind = column.kind
-    if kind == "str":
+    if kind == "str":  # a key: copied as it is
         if s.dtype.is_nested():
             raise _wrong_type(s)
-        return _text(s.cast(pl.String))
+        return s.cast(pl.String)
     if kind == "enum":
         return _as_enum(s, column)
     if kind == "bool":
@@ -306,14 +306,16 @@ class FrameWriter:
         if self.format == "parquet":
             table = frame.to_arrow()
             if self._parquet is None:
-                # Dictionary-encode the text columns (few distinct values), not keys and scores.
-                texts = [
-                    f.name
-                    for f in table.schema
-                    if not pa.types.is_floating(f.type) and f.name != frame.columns[0]
-                ]
+                # The key (first column) is unique: no dictionary, no compression, no statistics.
+                # Text columns have few distinct values: dictionary-encoded, with statistics.
+                key = frame.columns[0]
+                texts = [f.name for f in table.schema if not pa.types.is_floating(f.type) and f.name != key]
                 self._parquet = pq.ParquetWriter(
-                    self.partial, table.schema, compression="lz4", use_dictionary=texts
+                    self.partial,
+                    table.schema,
+                    compression={c: "none" if c == key else "lz4" for c in frame.columns},
+                    use_dictionary=texts,
+                    write_statistics=texts,
                 )
             self._parquet.write_table(table)
         else:
