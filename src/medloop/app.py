@@ -280,3 +280,6 @@ def _include_routers(app: FastAPI) -> None:
     from medloop.fhir.api import router as fhir_router
 
     app.include_router(fhir_router)
+    from medloop.programs.api import router as programs_router
+
+    app.include_router(programs_router)

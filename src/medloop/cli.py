@@ -78,6 +78,12 @@ def _register() -> None:
 
     app.command("score")(score)
     app.command("screen")(screen)
+    from medloop.programs.cli import app as programs_app
+    from medloop.programs.cli import export_app, kpi_app
+
+    app.add_typer(programs_app, name="programs")
+    app.add_typer(kpi_app, name="kpi")
+    app.add_typer(export_app, name="export")
     from medloop.fhir.cli import app as fhir_app
 
     app.add_typer(fhir_app, name="fhir")

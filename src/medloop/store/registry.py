@@ -16,6 +16,7 @@ MODEL_MODULES = (
     "medloop.devices.models",
     "medloop.screening.models",
     "medloop.fhir.models",
+    "medloop.programs.models",
 )
 
 
