@@ -106,8 +106,10 @@ def main() -> None:
         wall, rss = run_cli([*common, "--out", str(out), "--no-database"], env)
         base_rng = baseline_random(people)
         base_pq = baseline_parquet(out, work / "bare.parquet")
+        startup, _ = run_cli(["sim", "--help"], env)
         print(
-            f"baselines: NumPy draws {base_rng:.2f} s; bare Parquet write of the same table {base_pq:.2f} s"
+            f"baselines: NumPy draws {base_rng:.2f} s; bare Parquet write of the same table {base_pq:.2f} s; "
+            f"CLI start-up (medloop sim --help, included in every run below) {startup:.2f} s"
         )
         report("parquet only", people, wall, rss, base_rng, base_pq)
 
