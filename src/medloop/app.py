@@ -280,6 +280,11 @@ def _include_routers(app: FastAPI) -> None:
     from medloop.fhir.api import router as fhir_router
 
     app.include_router(fhir_router)
+    from medloop.web.pages import root_router as web_root_router
+    from medloop.web.pages import router as web_router
+
+    app.include_router(web_router)
+    app.include_router(web_root_router)
     from medloop.programs.api import router as programs_router
 
     app.include_router(programs_router)
