@@ -54,7 +54,7 @@ def config_text(password_file: Path, acl_file: Path, *, port: int, persistence_d
         f"acl_file {acl_file}",
         "# QoS 1 with a persistent ingester session: keep every message for it while it is away.",
         "max_queued_messages 0",
-        "max_inflight_messages 1000",
+        "max_inflight_messages 10000",
     ]
     if persistence_dir is not None:
         lines += ["persistence true", f"persistence_location {persistence_dir}/", "autosave_interval 5"]

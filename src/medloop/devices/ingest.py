@@ -69,10 +69,11 @@ class ItemResult:
     detail: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """The per-item outcome for a response body (ids stay UUIDs: orjson writes them natively)."""
         doc: dict[str, Any] = {"index": self.index, "status": self.status.value}
         if self.id is not None:
-            doc["id"] = str(self.id)
-            doc["reading_ids"] = [str(i) for i in self.reading_ids]
+            doc["id"] = self.id
+            doc["reading_ids"] = self.reading_ids
         if self.reason is not None:
             doc["reason"], doc["detail"] = self.reason, self.detail
         return doc
