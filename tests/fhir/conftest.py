@@ -128,7 +128,7 @@ class Live:
         data = {"grant_type": "password", "username": username, "password": PASSWORD}
         if scope:
             data["scope"] = scope
-        response = httpx.post(f"{self.root}/api/v1/auth/token", data=data)
+        response = httpx.post(f"{self.root}/api/v1/auth/token", data=data, timeout=60)
         assert response.status_code == 200, response.text
         token: str = response.json()["access_token"]
         return token
