@@ -103,7 +103,8 @@ def load_devices(session: Session, serials: Iterable[str]) -> dict[str, DeviceVi
     wanted = sorted(set(serials))
     if not wanted:
         return {}
-    views: dict[str, DeviceView] = {}
+    found: dict[str, tuple[uuid.UUID, bool]] = {}
+    bindings: dict[str, list[tuple[datetime, datetime | None, uuid.UUID]]] = {}
     rows = session.execute(
         select(
             Device.serial,
@@ -117,12 +118,13 @@ def load_devices(session: Session, serials: Iterable[str]) -> dict[str, DeviceVi
         .where(Device.serial.in_(wanted))
     )
     for serial, device_id, active, start, end, patient in rows:
-        view = views.setdefault(serial, DeviceView(device_id, active))
+        found[serial] = (device_id, active)
         if start is not None:
-            view.bindings.append((start, end, patient))
-    for view in views.values():
-        view.__post_init__()
-    return views
+            bindings.setdefault(serial, []).append((start, end, patient))
+    return {
+        serial: DeviceView(device_id, active, bindings.get(serial, []))
+        for serial, (device_id, active) in found.items()
+    }
 
 
 def store_readings(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
