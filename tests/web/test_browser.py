@@ -116,6 +116,7 @@ def test_dashboards_in_chromium(server: str, browser: Any, activity: Activity, e
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("response", lambda r: errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
 
     _login(page, server, "doc-cnty-a")
     cookie = next(c for c in context.cookies() if c["name"] == "medloop_session")
@@ -180,12 +181,14 @@ def test_dashboards_in_chromium(server: str, browser: Any, activity: Activity, e
     assert page.get_by_role("heading", name="设备管理").is_visible()
     _shot(page, "devices-zh")
 
+    # No page so far logged a console error (checked before the deliberate 404 below).
+    assert not errors, errors
+
     # Scope: a patient of another facility is not found, and nothing of them shows.
     carol = activity.world.patients["carol"]
     response = page.goto(f"{server}/web/patients/{carol.id}")
     assert response is not None and response.status == 404
     assert carol.name not in page.content()
-    assert not errors, errors
     context.close()
 
 
