@@ -260,6 +260,9 @@ class Definition:
     mdt_recommendations: tuple[str, ...]
     kpis: tuple[str, ...]
     raw: Mapping[str, Any] = field(repr=False)
+    # The rules that listen to each kind (in file order), so the engine looks only at those.
+    handlers_for: Mapping[str, tuple[Rule, ...]] = field(default_factory=dict, repr=False)
+    transitions_for: Mapping[str, tuple[Rule, ...]] = field(default_factory=dict, repr=False)
 
     def param(self, dotted: str) -> Any:
         return _resolve_param(self.parameters, dotted)
@@ -439,16 +442,31 @@ def _resolve_param(parameters: Mapping[str, Mapping[str, Any]], dotted: str) -> 
     return value
 
 
+def _by_kind(rules: Sequence[Rule]) -> dict[str, tuple[Rule, ...]]:
+    kinds = {k for r in rules for k in r.on}
+    return {k: tuple(r for r in rules if k in r.on) for k in kinds}
+
+
 def _all(parts: Sequence[Condition]) -> Condition:
+    items = tuple(parts)
+
     def test(f: Facts) -> bool:
-        return all(p(f) for p in parts)
+        for part in items:  # noqa: SIM110 (a loop runs for every event: faster than all(genexpr))
+            if not part(f):
+                return False
+        return True
 
     return test
 
 
 def _any(parts: Sequence[Condition]) -> Condition:
+    items = tuple(parts)
+
     def test(f: Facts) -> bool:
-        return any(p(f) for p in parts)
+        for part in items:  # noqa: SIM110 (as above)
+            if part(f):
+                return True
+        return False
 
     return test
 
@@ -516,6 +534,8 @@ class _Compiler:
             mdt_recommendations=recommendations,
             kpis=tuple(doc.get("kpis", [])),
             raw=doc,
+            handlers_for=_by_kind(handlers),
+            transitions_for=_by_kind(transitions),
         )
 
     # conditions

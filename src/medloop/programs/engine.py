@@ -243,14 +243,14 @@ class _Step:
     def _event(self, event: Event) -> None:
         self._builtin(event)
         facts = Facts(event.kind, event.at, event.data, self.s.name, self.s.step, self.s.vars)
-        for rule in self.d.handlers:
+        for rule in self.d.handlers_for.get(event.kind, ()):
             if self.s.ended is not None:
                 return
             if self._matches(rule, event, facts):
                 self._run(rule.actions, event, facts)
         if self.s.ended is not None:
             return
-        for rule in self.d.transitions:
+        for rule in self.d.transitions_for.get(event.kind, ()):
             if self._matches(rule, event, facts):
                 self._run(rule.actions, event, facts)
                 if self.s.ended is None and rule.to is not None:
@@ -260,11 +260,7 @@ class _Step:
                 return
 
     def _matches(self, rule: Rule, event: Event, facts: Facts) -> bool:
-        return (
-            event.kind in rule.on
-            and (rule.states is None or self.s.name in rule.states)
-            and (rule.when is None or rule.when(facts))
-        )
+        return (rule.states is None or self.s.name in rule.states) and (rule.when is None or rule.when(facts))
 
     def _builtin(self, event: Event) -> None:
         """What every programme does with task completions and call outcomes."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, or_, select, text, update
+from sqlalchemy import Row, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from medloop.auth.audit import record_access
@@ -49,7 +49,7 @@ from medloop.programs.models import (
     TaskStatus,
     Timepoint,
 )
-from medloop.programs.sql import chunks, dialect_insert, table, upsert
+from medloop.programs.sql import chunks, dialect_insert, insert_ignore, table, update_by_key, upsert
 from medloop.screening.models import RiskAssessment
 from medloop.store.base import utcnow
 
@@ -146,11 +146,7 @@ def store_events(session: Session, events: Sequence[NewEvent], recorded_by: str)
     for ids in chunks(list(unique)):
         known.update(session.scalars(select(ProgrammeEvent.id).where(ProgrammeEvent.id.in_(ids))))
     fresh = [e for e in unique.values() if e.id not in known]
-    rows = event_rows(fresh, recorded_by)
-    if rows:
-        stmt = dialect_insert(session.connection(), E).on_conflict_do_nothing(index_elements=["id"])
-        for part in chunks(rows):
-            session.execute(stmt, list(part))
+    insert_ignore(session.connection(), E, event_rows(fresh, recorded_by), ["id"])
     return [e.id for e in fresh]
 
 
@@ -339,16 +335,13 @@ def enrol(
     return enrolment
 
 
-def _covered(
-    enrolments: Sequence[Mapping[str, Any]], patient_id: uuid.UUID, programme: str, at: datetime
-) -> bool:
-    """The patient is (or, as far as is known, was at `at`) enrolled in the programme."""
-    return any(
-        e["patient_id"] == patient_id
-        and e["programme"] == programme
-        and (e["status"] == "active" or e["ended_at"] > at)
-        for e in enrolments
-    )
+def _covered(spans: Sequence[Mapping[str, Any]], at: datetime) -> bool:
+    """One of these enrolments (of one patient in one programme) is active, or was at `at` (it
+    ended later)."""
+    return any(e["status"] == "active" or e["ended_at"] > at for e in spans)
+
+
+TRIGGERS = frozenset({"screening_result", "device_alert"})
 
 
 def _triggered(
@@ -356,13 +349,20 @@ def _triggered(
 ) -> list[dict[str, Any]]:
     """Enrolments that screening results and device alerts call for: none while the patient is
     enrolled in the programme, or was at the time of the result (its enrolment ended later)."""
+    candidates = sorted((r for r in pending if r.kind in TRIGGERS), key=lambda r: (r.effective_at, r.id))
+    if not candidates:
+        return []
     definitions = load_definitions()
+    by_key: dict[tuple[uuid.UUID, str], list[dict[str, Any]]] = defaultdict(list)
+    for e in enrolments:
+        by_key[(e["patient_id"], e["programme"])].append(e)
     wanted: list[tuple[Definition, Row[Any]]] = []
     claimed: set[tuple[uuid.UUID, str]] = set()
-    for ev in sorted(pending, key=lambda r: (r.effective_at, r.id)):
+    for ev in candidates:
         p = ev.payload
         for d in definitions.values():
-            if (ev.patient_id, d.id) in claimed or _covered(enrolments, ev.patient_id, d.id, ev.effective_at):
+            key = (ev.patient_id, d.id)
+            if key in claimed or _covered(by_key.get(key, ()), ev.effective_at):
                 continue
             hit = (
                 ev.kind == "screening_result"
@@ -370,14 +370,17 @@ def _triggered(
                 in {(m, c) for m, cats in d.screening_rules() for c in cats}
             ) or (ev.kind == "device_alert" and p.get("rule_id") in d.alert_rules())
             if hit:
-                claimed.add((ev.patient_id, d.id))
+                claimed.add(key)
                 wanted.append((d, ev))
     if not wanted:
         return []
     patients = list({ev.patient_id for _, ev in wanted})
-    homes = dict(
-        session.execute(select(Patient.id, Patient.home_facility_id).where(Patient.id.in_(patients))).all()
-    )
+    homes = {
+        r[0]: r[1]
+        for r in session.execute(
+            select(Patient.id, Patient.home_facility_id).where(Patient.id.in_(patients))
+        ).all()
+    }
     ascvd = _latest_ascvd(session, patients)
     rows = []
     for d, ev in wanted:
@@ -601,7 +604,7 @@ def _write(
         risk = s.vars.get("ascvd_risk")
         enrolment_updates.append(
             {
-                "b_id": enr["id"],
+                "id": enr["id"],
                 "state": s.name,
                 "stage": d.stage(s.name),
                 "step": s.step,
@@ -629,14 +632,9 @@ def _write(
         task_rows = [r for r in task_rows if r["enrolment_id"] not in merged]
         timepoint_rows = [r for r in timepoint_rows if r["enrolment_id"] not in merged]
         replayed += [(m, set()) for m in merged]
-    stmt = (
-        update(EN)
-        .where(EN.c.id == bindparam("b_id"))
-        .values({k: bindparam(k) for k in enrolment_updates[0] if k != "b_id"})
-    )
-    enrolment_updates.sort(key=lambda u: u["status"] == "active")  # ends first: one active per programme
-    for part in chunks(enrolment_updates):
-        conn.execute(stmt, list(part))
+    # Ends first, then the rest: one active enrolment per patient and programme at every moment.
+    update_by_key(conn, EN, [u for u in enrolment_updates if u["status"] != "active"])
+    update_by_key(conn, EN, [u for u in enrolment_updates if u["status"] == "active"])
     # Tasks a replay no longer produces are void (kept for the record), with their referrals
     # and MDT cases.
     for enrolment_id, keep in replayed:
@@ -668,10 +666,10 @@ def _resolve_revived(
     by a clinician stands, and the old one stays ended, superseded at the newer one's start.
     Returns the ids of merged enrolments."""
     was = {e["id"]: e for e in enrolments}
-    pending = {u["b_id"]: u for u in updates}
+    pending = {u["id"]: u for u in updates}
     merged: set[uuid.UUID] = set()
     for u in updates:
-        old = was[u["b_id"]]
+        old = was[u["id"]]
         if u["status"] != "active" or old["status"] != "ended":
             continue
         newer = session.execute(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Connection, Table, func, literal_column
+from sqlalchemy import ColumnElement, Connection, MetaData, Table, bindparam, func, literal_column, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from medloop.store.bulk import copy_rows
 
 T = TypeVar("T")
 CHUNK = 1000
@@ -32,11 +35,86 @@ def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys:
     if not rows:
         return
     key_cols = list(keys)
+    if _staged(conn, rows):
+        columns = list(rows[0])
+        stage = _stage(conn, table, columns, rows)
+        sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in key_cols)
+        conn.exec_driver_sql(
+            f'INSERT INTO "{table.name}" ({_cols(columns)}) SELECT {_cols(columns)} FROM "{stage}" '
+            f"ON CONFLICT ({_cols(key_cols)}) DO UPDATE SET {sets}"
+        )
+        return
     stmt = dialect_insert(conn, table)
     updates = {c: getattr(stmt.excluded, c) for c in rows[0] if c not in key_cols}
     stmt = stmt.on_conflict_do_update(index_elements=key_cols, set_=updates)
     for part in chunks(rows):
         conn.execute(stmt, list(part))
+
+
+def insert_ignore(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Iterable[str]
+) -> None:
+    """Insert rows whose key is new; the others are skipped."""
+    if not rows:
+        return
+    key_cols = list(keys)
+    if _staged(conn, rows):
+        columns = list(rows[0])
+        stage = _stage(conn, table, columns, rows)
+        conn.exec_driver_sql(
+            f'INSERT INTO "{table.name}" ({_cols(columns)}) SELECT {_cols(columns)} FROM "{stage}" '
+            f"ON CONFLICT ({_cols(key_cols)}) DO NOTHING"
+        )
+        return
+    stmt = dialect_insert(conn, table).on_conflict_do_nothing(index_elements=key_cols)
+    for part in chunks(rows):
+        conn.execute(stmt, list(part))
+
+
+def update_by_key(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key: str = "id") -> None:
+    """Update each row (a dict with the key and the columns to set) where the key matches."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    if _staged(conn, rows):
+        stage = _stage(conn, table, columns, rows)
+        sets = ", ".join(f'"{c}" = s."{c}"' for c in columns if c != key)
+        conn.exec_driver_sql(
+            f'UPDATE "{table.name}" t SET {sets} FROM "{stage}" s WHERE t."{key}" = s."{key}"'
+        )
+        return
+    stmt = (
+        update(table)
+        .where(table.c[key] == bindparam("k_" + key))
+        .values({c: bindparam("v_" + c) for c in columns if c != key})
+    )
+    for part in chunks(rows):
+        conn.execute(stmt, [{("k_" if c == key else "v_") + c: v for c, v in r.items()} for r in part])
+
+
+# On PostgreSQL, batches of at least this many rows go through COPY into a temporary table and one
+# set-based statement from there (an order of magnitude faster than a pipelined executemany).
+STAGE_FROM = 200
+
+
+def _staged(conn: Connection, rows: Sequence[dict[str, Any]]) -> bool:
+    return conn.dialect.name == "postgresql" and len(rows) >= STAGE_FROM
+
+
+def _cols(columns: Iterable[str]) -> str:
+    return ", ".join(f'"{c}"' for c in columns)
+
+
+def _stage(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
+    """Copy rows into a temporary table of the given columns (dropped at commit); returns its name."""
+    name = f"stage_{table.name}_{zlib.crc32(','.join(columns).encode()):08x}"
+    conn.exec_driver_sql(
+        f'CREATE TEMP TABLE IF NOT EXISTS "{name}" ON COMMIT DROP AS '
+        f'SELECT {_cols(columns)} FROM "{table.name}" WITH NO DATA'
+    )
+    conn.exec_driver_sql(f'TRUNCATE "{name}"')
+    copy_rows(conn, Table(name, MetaData()), columns, ([r[c] for c in columns] for r in rows))
+    return name
 
 
 def seconds_between(conn: Connection, start: Any, end: Any) -> ColumnElement[float]:

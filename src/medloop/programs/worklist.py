@@ -69,6 +69,22 @@ def _age(birth: date, on: date) -> int:
     return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
 
 
+# What a worklist row shows of the enrolment (not its stored engine state).
+COLUMNS = (
+    Enrolment.id,
+    Enrolment.patient_id,
+    Enrolment.programme,
+    Enrolment.state,
+    Enrolment.stage,
+    Enrolment.facility_id,
+    Enrolment.practitioner_id,
+    Enrolment.next_due_at,
+    Enrolment.critical,
+    Enrolment.risk_score,
+    Enrolment.last_visit_at,
+)
+
+
 def _query(
     principal: Principal,
     *,
@@ -82,7 +98,7 @@ def _query(
 ) -> Select:
     cutoff = lost_cutoff(as_of)
     stmt: Select = (
-        select(Enrolment, Patient.name, Patient.phone, Patient.sex, Patient.birth_date)
+        select(*COLUMNS, Patient.name, Patient.phone, Patient.sex, Patient.birth_date)
         .join(Patient, Patient.id == Enrolment.patient_id)
         .where(Enrolment.status == "active", patient_in_scope(principal, Enrolment.patient_id))
     )
@@ -143,24 +159,24 @@ def overdue(
     today = as_of.date()
     items = [
         WorklistItem(
-            enrolment_id=e.id,
-            patient_id=e.patient_id,
-            patient_name=name,
-            phone=phone,
-            sex=sex,
-            age=_age(birth, today),
-            programme=e.programme,
-            state=e.state,
-            stage=e.stage,
-            facility_id=e.facility_id,
-            practitioner_id=e.practitioner_id,
-            next_due_at=e.next_due_at,
-            days_overdue=(as_of - e.next_due_at).days,
-            critical=e.critical,
-            risk_score=e.risk_score,
-            last_visit_at=e.last_visit_at,
+            enrolment_id=r.id,
+            patient_id=r.patient_id,
+            patient_name=r.name,
+            phone=r.phone,
+            sex=r.sex,
+            age=_age(r.birth_date, today),
+            programme=r.programme,
+            state=r.state,
+            stage=r.stage,
+            facility_id=r.facility_id,
+            practitioner_id=r.practitioner_id,
+            next_due_at=r.next_due_at,
+            days_overdue=(as_of - r.next_due_at).days,
+            critical=r.critical,
+            risk_score=r.risk_score,
+            last_visit_at=r.last_visit_at,
         )
-        for e, name, phone, sex, birth in rows
+        for r in rows
     ]
     record_access(
         session,
