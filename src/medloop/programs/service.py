@@ -672,14 +672,7 @@ def _resolve_revived(
         old = was[u["id"]]
         if u["status"] != "active" or old["status"] != "ended":
             continue
-        newer = session.execute(
-            select(EN.c.id, EN.c.enrolled_at, EN.c.source).where(
-                EN.c.patient_id == old["patient_id"],
-                EN.c.programme == old["programme"],
-                EN.c.status == "active",
-                EN.c.id != old["id"],
-            )
-        ).first()
+        newer = _active_rival(session, old, pending)
         if newer is None:
             continue
         if newer.source in ("screening", "device_alert") and newer.enrolled_at >= old["enrolled_at"]:
@@ -699,6 +692,31 @@ def _resolve_revived(
         else:
             u.update(status=EnrolmentStatus.ENDED.value, ended_at=newer.enrolled_at, end_reason="superseded")
     return merged
+
+
+def _active_rival(
+    session: Session, old: Mapping[str, Any], pending: Mapping[uuid.UUID, Mapping[str, Any]]
+) -> Row[Any, Any, Any, Any] | None:
+    """Another enrolment of the patient in the programme that is active once this write is done:
+    active in the database and not ended by it, or revived by it too. Of two revived together,
+    the older one resolves the pair, so a revived rival must be the newer one."""
+    rows = session.execute(
+        select(EN.c.id, EN.c.enrolled_at, EN.c.source, EN.c.status).where(
+            EN.c.patient_id == old["patient_id"],
+            EN.c.programme == old["programme"],
+            EN.c.id != old["id"],
+        )
+    ).all()
+    for row in sorted(rows, key=lambda r: r.enrolled_at):
+        if row.id not in pending:
+            if row.status == EnrolmentStatus.ACTIVE.value:
+                return row
+        elif (
+            pending[row.id]["status"] == EnrolmentStatus.ACTIVE.value
+            and row.enrolled_at >= old["enrolled_at"]
+        ):
+            return row
+    return None
 
 
 def _task_row(enr: Mapping[str, Any], t: Task, now: datetime) -> dict[str, Any]:
