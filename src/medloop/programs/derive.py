@@ -39,7 +39,7 @@ APPLIES: tuple[tuple[Model, Callable[[str, Mapping[str, Any]], bool]], ...] = (
     (glycaemia.MODEL, _glucose),
     (lung_rads.MODEL, _ldct),
 )
-KINDS = frozenset({"visit", "test_result", "home_bp"})
+KINDS = frozenset({"visit", "test_result"})  # office measurements (home BP has its own limits)
 
 
 def _column(name: str, values: list[Any]) -> pl.Series:

@@ -264,7 +264,7 @@ def metabolic_control(conn: Connection, d: Definition, end: datetime) -> list[Va
     patients = select(enr.c.patient_id)
     h = _latest(["hba1c_pct"], patients, end)
     ldl_last = _latest(["ldl_mmol"], patients, end)
-    b = _latest(["sbp", "dbp"], patients, end)
+    b = _latest(["sbp", "dbp"], patients, end, E.c.kind == "visit")  # office BP, not home readings
     composite = and_(
         h.c.hba1c_pct < hba1c, ldl_last.c.ldl_mmol < ldl, b.c.sbp < bp["sbp_below"], b.c.dbp < bp["dbp_below"]
     )
