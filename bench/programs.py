@@ -34,15 +34,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, Table, exists, or_, text, true
+from sqlalchemy import Engine, MetaData, Table, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medloop.auth.principal import Principal
 from medloop.network.models import Organisation
-from medloop.people.models import Patient, PatientIdentifier
 from medloop.programs import kpi, service, worklist
 from medloop.programs.definitions import load_definitions
 from medloop.programs.derive import derive
@@ -52,7 +51,6 @@ from medloop.store.base import utcnow
 from medloop.store.bulk import copy_rows
 from medloop.store.engine import make_engine
 
-HUB_QUERIES = 30
 RESIDENTS_PER_FACILITY = 800  # as the simulated region (sim/data/region.yaml)
 DISTRICTS = 10
 
@@ -264,28 +262,12 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def exists_scope(principal: Principal, patient_id: Any) -> Any:
-    """What-if for medloop.auth.scope: the same facility-scope rule written as correlated EXISTS
-    (index lookups per candidate row) instead of IN (subquery), which hashes every patient in the
-    scope. Measured here only, to size the gain for the auth module's owner."""
-    if principal.scope is None:
-        return true()
-    scope = list(principal.scope)
-    home = aliased(Patient)  # not correlated with the worklist's own join to patient
-    return or_(
-        exists().where(home.id == patient_id, home.home_facility_id.in_(scope)),
-        exists().where(
-            PatientIdentifier.patient_id == patient_id, PatientIdentifier.organisation_id.in_(scope)
-        ),
-    )
-
-
 def bench_worklist(engine: Engine, chcs: list[uuid.UUID], queries: int) -> dict[str, float]:
     rng = random.Random(11)
     sample = [rng.choice(chcs) for _ in range(queries)]
     everything = frozenset(chcs)
     as_of = utcnow()
-    results: dict[str, list[float]] = {"clinician": [], "hub user": [], "hub, EXISTS": [], "bare query": []}
+    results: dict[str, list[float]] = {"clinician": [], "hub user": [], "bare query": []}
     bare = text("""
         SELECT id FROM programme_enrolment
         WHERE facility_id = :f AND status = 'active' AND next_due_at < :now AND next_due_at >= :cut
@@ -298,18 +280,12 @@ def bench_worklist(engine: Engine, chcs: list[uuid.UUID], queries: int) -> dict[
         results[label].append((time.perf_counter() - started) * 1000)
 
     with Session(engine) as s:
-        for i, facility in enumerate(sample):
+        for facility in sample:
             doc = Principal(
                 None, "bench-doc", frozenset({"clinician"}), frozenset({facility}), frozenset({facility})
             )
             call("clinician", doc, facility, s)
-            if i < HUB_QUERIES:  # each costs a hash of the whole region's patients
-                call("hub user", hub, facility, s)
-            original, worklist.patient_in_scope = worklist.patient_in_scope, exists_scope  # type: ignore[attr-defined]
-            try:
-                call("hub, EXISTS", hub, facility, s)
-            finally:
-                worklist.patient_in_scope = original  # type: ignore[attr-defined]
+            call("hub user", hub, facility, s)
             started = time.perf_counter()
             s.execute(bare, {"f": facility, "now": as_of, "cut": as_of - timedelta(days=365)}).all()
             results["bare query"].append((time.perf_counter() - started) * 1000)
@@ -486,7 +462,7 @@ def main() -> None:
         eng = bench_engine(engine, args.engine_patients, args.engine_visits)
     print()
     print(f"figures at {args.patients:,} enrolled patients ({len(chcs):,} community centres):")
-    for who in ("clinician", "hub user", "hub, EXISTS"):
+    for who in ("clinician", "hub user"):
         ratio = wl[who] / wl["bare query"]
         print(f"  worklist p95, {who:<10} {wl[who]:7.1f} ms  (target < 100 ms; {ratio:.1f}x the bare query)")
     print(

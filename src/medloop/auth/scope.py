@@ -9,8 +9,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import ColumnElement, Select, SQLColumnExpression, literal, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, exists, literal, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from medloop.auth.principal import Principal
 from medloop.network.models import Organisation
@@ -28,15 +28,21 @@ def descendants(session: Session, roots: Iterable[uuid.UUID]) -> frozenset[uuid.
 
 
 def patient_in_scope(principal: Principal, patient_id: SQLColumnExpression[uuid.UUID]) -> ColumnElement[bool]:
-    """A boolean SQL condition: the patient behind `patient_id` is in the principal's scope."""
+    """A boolean SQL condition: the patient behind `patient_id` is in the principal's scope.
+
+    Written as two correlated EXISTS over aliases of `patient` and `patient_identifier`, so the
+    database answers it with primary-key and index lookups for the rows the outer query already
+    selects (a page of a worklist costs a few lookups, whatever the size of the scope). The aliases
+    keep the subqueries from being correlated with the outer query's own `patient` or
+    `patient_identifier` (which would silently change the rule)."""
     if principal.scope is None:
         return literal(True)
     scope = list(principal.scope)
+    home = aliased(Patient, name="scope_home")
+    mrn = aliased(PatientIdentifier, name="scope_mrn")
     return or_(
-        patient_id.in_(select(Patient.id).where(Patient.home_facility_id.in_(scope))),
-        patient_id.in_(
-            select(PatientIdentifier.patient_id).where(PatientIdentifier.organisation_id.in_(scope))
-        ),
+        exists(select(literal(1)).where(home.id == patient_id, home.home_facility_id.in_(scope))),
+        exists(select(literal(1)).where(mrn.patient_id == patient_id, mrn.organisation_id.in_(scope))),
     )
 
 
