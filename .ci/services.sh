@@ -1,6 +1,7 @@
 # Installs (from Debian's packages, if missing) and starts the services the test-suite uses:
 # PostgreSQL (the production database), Mosquitto (the MQTT broker, started per test by the suite)
-# and Chromium (browser tests, driven by Playwright with executable_path=/usr/bin/chromium). Sourced by .ci/run; usable by hand: `. .ci/services.sh; start_services`.
+# and Chromium with CJK fonts (browser tests, driven by Playwright with
+# executable_path=/usr/bin/chromium). Sourced by .ci/run; usable by hand: `. .ci/services.sh; start_services`.
 PG_TEST_USER=medloop
 PG_TEST_PASSWORD=medloop
 
@@ -12,6 +13,8 @@ install_packages() {
   _need mosquitto /usr/sbin/mosquitto || missing+=(mosquitto mosquitto-clients)
   _need mosquitto_pub /usr/bin/mosquitto_pub || missing+=(mosquitto-clients)
   _need chromium /usr/bin/chromium || missing+=(chromium)
+  # Chinese glyphs for the 简体中文 pages in browser tests and screenshots
+  [ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || missing+=(fonts-noto-cjk)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     apt-get update -qq
