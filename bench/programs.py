@@ -27,232 +27,23 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine, MetaData, Table, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.dataset import generate, scratch_database, timed
+
 from medloop.auth.principal import Principal
-from medloop.network.models import Organisation
 from medloop.programs import kpi, service, worklist
 from medloop.programs.definitions import load_definitions
 from medloop.programs.derive import derive
 from medloop.programs.engine import Event, State, advance, run, seed_event
-from medloop.store import migrate
 from medloop.store.base import utcnow
 from medloop.store.bulk import copy_rows
-from medloop.store.engine import make_engine
-
-RESIDENTS_PER_FACILITY = 800  # as the simulated region (sim/data/region.yaml)
-DISTRICTS = 10
-
-
-@contextmanager
-def scratch_database(admin_url: str) -> Iterator[Engine]:
-    name = f"medloop_bench_programs_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(make_url(admin_url).set(database=name).render_as_string(hide_password=False))
-    try:
-        migrate.upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def timed(label: str, fn: Callable[[], Any]) -> float:
-    started = time.perf_counter()
-    fn()
-    took = time.perf_counter() - started
-    print(f"  {label:<58} {took:8.1f} s", flush=True)
-    return took
-
-
-# --- the data set --------------------------------------------------------------------------------
-
-
-def facilities(session: Session, n_patients: int) -> list[uuid.UUID]:
-    """A hub, a county hospital per district and community centres (one per 800 residents).
-    Returns the community centres' ids."""
-    hub = Organisation(
-        code="HUB",
-        name="Hub",
-        tier="tertiary_hub",
-        province_code="370000",
-        city_code="379900",
-        district_code="379902",
-        latitude=36.2,
-        longitude=117.6,
-        capabilities=["cath_lab", "chest_pain_center", "ldct", "oncology_mdt", "spirometry", "lab"],
-    )
-    session.add(hub)
-    session.flush()
-    rng = random.Random(7)
-    chcs = []
-    n_chc = max(DISTRICTS, n_patients // RESIDENTS_PER_FACILITY)
-    for d in range(DISTRICTS):
-        district = f"3799{d + 2:02d}"
-        county = Organisation(
-            code=f"CNTY-{d:02d}",
-            name=f"County {d}",
-            tier="secondary",
-            parent_id=hub.id,
-            province_code="370000",
-            city_code="379900",
-            district_code=district,
-            latitude=36 + rng.random(),
-            longitude=117 + rng.random(),
-            capabilities=["lab", "spirometry"],
-        )
-        session.add(county)
-        session.flush()
-        for i in range(n_chc // DISTRICTS):
-            chc = Organisation(
-                code=f"CHC-{d:02d}-{i:04d}",
-                name=f"CHC {d}-{i}",
-                tier="primary",
-                parent_id=county.id,
-                province_code="370000",
-                city_code="379900",
-                district_code=district,
-                latitude=36 + rng.random(),
-                longitude=117 + rng.random(),
-                capabilities=["primary_care"],
-            )
-            session.add(chc)
-            chcs.append(chc)
-    session.flush()
-    return [c.id for c in chcs]
-
-
-def generate(engine: Engine, n: int) -> list[uuid.UUID]:
-    print(f"generating {n:,} enrolled patients with 12 months of visits and home BP readings", flush=True)
-    with Session(engine) as s:
-        chcs = facilities(s, n)
-        s.commit()
-    now = utcnow()
-    sql = {
-        "facility index": """
-    CREATE TEMP TABLE bench_fac AS
-    SELECT row_number() OVER (ORDER BY code) AS rn, id, district_code
-    FROM organisation WHERE tier = 'primary'""",
-        "patients": """
-    INSERT INTO patient (id, family_name, given_name, name, sex, birth_date, province_code, city_code,
-                       district_code, home_facility_id, consent, active, deceased, version, created_at,
-                       updated_at)
-    SELECT gen_random_uuid(), 'P', i::text, 'P' || i, CASE WHEN i % 2 = 0 THEN 'M' ELSE 'F' END,
-         date '1950-01-01' + (random() * 12000)::int, '370000', '379900', f.district_code, f.id,
-         '{}', true, false, 1, :now, :now
-    FROM generate_series(1, :n) i JOIN bench_fac f ON f.rn = i % (SELECT count(*) FROM bench_fac) + 1""",
-        "hypertension enrolments": """
-    INSERT INTO programme_enrolment (id, patient_id, programme, definition_version, status, state, stage,
-      step, source, facility_id, enrolled_at, enrolled_by, seed, data, next_due_at, critical, risk_score,
-      updated_at)
-    SELECT gen_random_uuid(), p.id, 'hypertension', 1, 'active', s.state, s.stage, s.step, 'screening',
-         p.home_facility_id, :now - (100 + random() * 600) * interval '1 day', 'bench', '{}', '{}',
-         :now - (random() * 560 - 90) * interval '1 day', random() < 0.02,
-         CASE WHEN random() < 0.9 THEN round((random() * 30)::numeric, 1) END, :now
-    FROM patient p CROSS JOIN LATERAL (
-      SELECT CASE WHEN r < 0.5 THEN 'controlled' WHEN r < 0.9 THEN 'titrating' ELSE 'screened' END AS state,
-             CASE WHEN r < 0.5 THEN 'follow_up' WHEN r < 0.9 THEN 'treatment' ELSE 'screening' END AS stage,
-             CASE WHEN r < 0.9 THEN 1 + (r * 10)::int % 3 ELSE 0 END AS step
-      FROM (SELECT random() + p.version * 0 AS r) x) s""",  # refers to p: one draw per row
-        # The LATERAL parts refer to the outer row (e.critical) so that random() is drawn per row.
-        "visits (about 6 a year each)": """
-    INSERT INTO programme_event (id, patient_id, kind, effective_at, recorded_at, recorded_by, source,
-                               facility_id, status, payload, sbp, dbp)
-    SELECT gen_random_uuid()::text, e.patient_id, 'visit', t, t, 'bench', 'api', e.facility_id, 'processed',
-         jsonb_build_object('sbp', sbp, 'dbp', dbp), sbp, dbp
-    FROM programme_enrolment e, generate_series(1, 12) m,
-       LATERAL (SELECT :now - (m * 30 - random() * 25) * interval '1 day'
-                       + e.critical::int * interval '0 s' AS t,
-                       round(110 + random() * 60) AS sbp, round(65 + random() * 40) AS dbp) v
-    WHERE random() < 0.5""",
-        "home BP readings (a fifth of patients, monthly)": """
-    INSERT INTO programme_event (id, patient_id, kind, effective_at, recorded_at, recorded_by, source,
-                               status, payload, sbp, dbp)
-    SELECT gen_random_uuid()::text, e.patient_id, 'home_bp', t, t, 'bench', 'device', 'processed',
-         jsonb_build_object('sbp', sbp, 'dbp', dbp), sbp, dbp
-    FROM (SELECT * FROM programme_enrolment WHERE random() < 0.2) e, generate_series(1, 12) m,
-       LATERAL (SELECT :now - (m * 30 - random() * 25) * interval '1 day'
-                       + e.critical::int * interval '0 s' AS t,
-                       round(115 + random() * 50) AS sbp, round(70 + random() * 30) AS dbp) v""",
-        "China-PAR results (70 % screened)": """
-    INSERT INTO risk_assessment (id, patient_id, model, model_version, score, category, reasons, flags,
-                               assessed_at, source)
-    SELECT gen_random_uuid(), patient_id, 'china_par', 'bench', risk_score,
-         CASE WHEN risk_score < 5 THEN 'low' WHEN risk_score < 10 THEN 'intermediate' ELSE 'high' END,
-         '[]', '[]', enrolled_at, 'bench'
-    FROM programme_enrolment WHERE risk_score IS NOT NULL AND random() < 0.78""",
-        "referral tasks and referrals (3 % this month)": """
-    WITH t AS (
-      INSERT INTO programme_task (id, enrolment_id, patient_id, programme, ref, key, kind, title, priority,
-          status, due_at, opened_at, facility_id, event_id, detail, updated_at)
-      SELECT gen_random_uuid(), id, patient_id, 'hypertension', 'referral#1', 'referral', 'referral',
-             'Referral', 'routine', 'open', :month_start, :month_start, facility_id, 'bench', '{}', :now
-      FROM programme_enrolment WHERE random() < 0.03
-      RETURNING id, enrolment_id, patient_id, facility_id)
-    INSERT INTO programme_referral (id, task_id, enrolment_id, patient_id, programme, task_key, capability,
-      direction, reason, priority, status, requester_id, performer_id, distance_km, authored_at,
-      completed_at, updated_at)
-    SELECT gen_random_uuid(), t.id, t.enrolment_id, t.patient_id, 'hypertension', 'referral', 'lab', 'up',
-         'Referral', 'routine', CASE WHEN random() < 0.7 THEN 'completed' ELSE 'requested' END, t.facility_id,
-         t.facility_id, 10, :month_start + random() * interval '20 days', NULL, :now
-    FROM t""",
-        "referral completion times": """
-    UPDATE programme_referral SET completed_at = authored_at + random() * interval '72 hours'
-    WHERE status = 'completed'""",
-        "chest pain cases with time points (0.2 %)": """
-    WITH c AS (
-      INSERT INTO programme_enrolment (id, patient_id, programme, definition_version, status, state, stage,
-          step, source, facility_id, enrolled_at, enrolled_by, seed, data, critical, updated_at)
-      SELECT gen_random_uuid(), patient_id, 'chest_pain', 1, 'active', 'rehabilitation', 'rehabilitation',
-             0, 'clinician', facility_id, :month_start + random() * interval '25 days', 'bench', '{}', '{}',
-             false, :now
-      FROM programme_enrolment WHERE programme = 'hypertension' AND random() < 0.002
-      RETURNING id, enrolled_at)
-    INSERT INTO programme_timepoint (enrolment_id, name, programme, at)
-    SELECT c.id, tp.name, 'chest_pain', c.enrolled_at + tp.minutes * interval '1 minute'
-    FROM c CROSS JOIN LATERAL (VALUES ('fmc', 0.0), ('first_ecg', 3 + random() * 12),
-       ('stemi_diagnosis', 15 + random() * 10), ('door', 40 + random() * 30),
-       ('balloon', 100 + random() * 60)) AS tp(name, minutes)""",
-    }
-    params = {
-        "n": n,
-        "now": now,
-        "month_start": now.replace(day=1, hour=0, minute=0, second=0, microsecond=0),
-    }
-    with engine.begin() as conn:
-        for label, statement in sql.items():
-            timed(label, partial(conn.execute, text(statement), params))
-        timed("ANALYZE", lambda: conn.execute(text("ANALYZE")))
-    with engine.connect() as conn:
-        counts = {
-            t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()
-            for t in (
-                "patient",
-                "programme_enrolment",
-                "programme_event",
-                "risk_assessment",
-                "programme_referral",
-                "programme_timepoint",
-            )
-        }
-    print("  rows: " + ", ".join(f"{t} {c:,}" for t, c in counts.items()), flush=True)
-    return chcs
-
 
 # --- 1. worklists --------------------------------------------------------------------------------
 
