@@ -36,7 +36,6 @@ from medloop.programs.schemas import (
     TaskOut,
     VisitIn,
     VisitOut,
-    WorklistItemOut,
 )
 from medloop.store.base import utcnow
 
@@ -264,7 +263,7 @@ def _worklist(
     critical_only: bool,
     min_risk: float | None,
     as_of: datetime | None,
-) -> Page[WorklistItemOut]:
+) -> Page[worklist.WorklistItem]:
     principal.require_role(*READERS)
     items, total = worklist.overdue(
         session,
@@ -279,10 +278,10 @@ def _worklist(
         limit=page.limit,
         offset=page.offset,
     )
-    return Page.of([WorklistItemOut.model_validate(i) for i in items], total, page)
+    return Page.of(items, total, page)
 
 
-@router.get("/worklists/overdue", response_model=Page[WorklistItemOut])
+@router.get("/worklists/overdue", response_model=Page[worklist.WorklistItem])
 def overdue(
     session: DbSession,
     principal: CurrentPrincipal,
@@ -293,7 +292,7 @@ def overdue(
     critical_only: bool = False,
     min_risk: Annotated[float | None, Query(ge=0, le=100)] = None,
     as_of: datetime | None = None,
-) -> Page[WorklistItemOut]:
+) -> Page[worklist.WorklistItem]:
     """Overdue for follow-up, by up to 12 months: critical first, then ASCVD risk, then days overdue."""
     return _worklist(
         session,
@@ -309,7 +308,7 @@ def overdue(
     )
 
 
-@router.get("/worklists/lost-to-follow-up", response_model=Page[WorklistItemOut])
+@router.get("/worklists/lost-to-follow-up", response_model=Page[worklist.WorklistItem])
 def lost_to_follow_up(
     session: DbSession,
     principal: CurrentPrincipal,
@@ -320,7 +319,7 @@ def lost_to_follow_up(
     critical_only: bool = False,
     min_risk: Annotated[float | None, Query(ge=0, le=100)] = None,
     as_of: datetime | None = None,
-) -> Page[WorklistItemOut]:
+) -> Page[worklist.WorklistItem]:
     """Overdue by more than 12 months."""
     return _worklist(
         session,

@@ -149,25 +149,6 @@ class TaskCompleteIn(_In):
     at: AwareDatetime | None = None
 
 
-class WorklistItemOut(_Out):
-    enrolment_id: uuid.UUID
-    patient_id: uuid.UUID
-    patient_name: str
-    phone: str | None
-    sex: str
-    age: int
-    programme: str
-    state: str
-    stage: str
-    facility_id: uuid.UUID
-    practitioner_id: uuid.UUID | None
-    next_due_at: datetime
-    days_overdue: int
-    critical: bool
-    risk_score: float | None
-    last_visit_at: datetime | None
-
-
 class ReferralOut(_Out):
     id: uuid.UUID
     task_id: uuid.UUID

@@ -47,6 +47,8 @@ def lost_cutoff(as_of: datetime) -> datetime:
 
 @dataclass(frozen=True)
 class WorklistItem:
+    """One row of an overdue or lost-to-follow-up worklist."""
+
     enrolment_id: uuid.UUID
     patient_id: uuid.UUID
     patient_name: str
