@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
-import uvicorn
 
 from medloop.logging import configure_logging
 from medloop.settings import get_settings
@@ -32,6 +33,8 @@ def serve(
     workers: int = typer.Option(1, min=1, help="Worker processes."),
 ) -> None:
     """Serve the API on the configured database."""
+    import uvicorn
+
     settings = get_settings()
     uvicorn.run(
         "medloop.app:create_app",
@@ -58,37 +61,82 @@ def demo(
     run(settings, people=people, seed=seed, data_dir=data_dir)
 
 
-def _register() -> None:
-    from medloop.auth.cli import audit_app, users_app
+def _store() -> None:
     from medloop.store.cli import app as db_app
 
     app.add_typer(db_app, name="db")
+
+
+def _auth() -> None:
+    from medloop.auth.cli import audit_app, users_app
+
     app.add_typer(users_app, name="users")
     app.add_typer(audit_app, name="audit")
+
+
+def _sim() -> None:
     from medloop.sim.cli import app as sim_app
 
     app.add_typer(sim_app, name="sim")
-    # Domains add their commands below (one import and one line each).
+
+
+def _devices() -> None:
     from medloop.devices.cli import app as devices_app
     from medloop.devices.cli import ingest_app
 
     app.add_typer(devices_app, name="devices")
     app.add_typer(ingest_app, name="ingest")
+
+
+def _screening() -> None:
     from medloop.screening.cli import score, screen
 
     app.command("score")(score)
     app.command("screen")(screen)
+
+
+def _programs() -> None:
     from medloop.programs.cli import app as programs_app
     from medloop.programs.cli import export_app, kpi_app
 
     app.add_typer(programs_app, name="programs")
     app.add_typer(kpi_app, name="kpi")
     app.add_typer(export_app, name="export")
+
+
+def _fhir() -> None:
     from medloop.fhir.cli import app as fhir_app
 
     app.add_typer(fhir_app, name="fhir")
 
 
+# Each domain's top-level commands and the function that adds them. Domains add their commands here
+# (one function and one line each).
+_DOMAINS: tuple[tuple[tuple[str, ...], Callable[[], None]], ...] = (
+    (("db",), _store),
+    (("users", "audit"), _auth),
+    (("sim",), _sim),
+    (("devices", "ingest"), _devices),
+    (("score", "screen"), _screening),
+    (("programs", "kpi", "export"), _programs),
+    (("fhir",), _fhir),
+)
+_BUILT_IN = ("serve", "demo")
+
+
+def _register(command: str | None = None) -> None:
+    """Add the domains' commands to `app`. Given the command about to run, only the domain that
+    provides it is imported (each domain pulls in its own stack, e.g. Dask or FastAPI, and importing
+    all of them takes seconds); without one (`medloop --help`), or for an unknown name, all are."""
+    if command in _BUILT_IN:
+        return
+    wanted = [add for names, add in _DOMAINS if command in names]
+    for add in wanted or [add for _, add in _DOMAINS]:
+        add()
+
+
 def main() -> None:
-    _register()
+    # The root callback takes no options, so the first argument not starting with "-" is the command.
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    _register(command)
     app()

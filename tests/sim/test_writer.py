@@ -18,7 +18,7 @@ from medloop.people.models import Patient, PatientIdentifier
 from medloop.screening.contract import NAMES
 from medloop.sim.population import generate
 from medloop.sim.region import build_region
-from medloop.sim.writer import RegionError, build_region_outputs, write_parquet
+from medloop.sim.writer import RegionError, build_region_outputs, identifier_ids, write_parquet
 
 KEY = "test-identifier-key"
 PEOPLE, FACILITIES = 3_000, 30
@@ -120,3 +120,11 @@ def test_replace_keeps_an_identical_region(engine: Engine) -> None:
     build_region_outputs(300, FACILITIES, 8, engine=engine, identifier_key=KEY)
     same = build_region_outputs(300, FACILITIES, 8, engine=engine, identifier_key=KEY, replace=True)
     assert same.status == "already present" and same.replaced_patients == 0
+
+
+def test_identifier_ids_flip_one_byte_of_the_patient_id() -> None:
+    people = next(generate(2_000, 5, region=build_region(30, 5)))["person_id"]
+    ids = [uuid.UUID(s) for s in identifier_ids(people)]
+    assert ids == [uuid.UUID(int=uuid.UUID(p).int ^ (0x5A << 64)) for p in people]
+    assert ids == sorted(ids) and not set(ids) & {uuid.UUID(p) for p in people}
+    assert {i.version for i in ids} == {7}

@@ -26,10 +26,9 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import orjson
 import typer
 from sqlalchemy import select
@@ -37,15 +36,16 @@ from sqlalchemy.orm import Session
 
 from medloop.auth.models import Role, User
 from medloop.auth.principal import system_principal
-from medloop.auth.service import create_user
-from medloop.devices import service
-from medloop.devices.broker import topic_for
-from medloop.devices.models import Device
 from medloop.people.models import Patient
 from medloop.settings import Settings, get_settings
 from medloop.sim.cli import app
 from medloop.store.base import utcnow
 from medloop.store.engine import make_engine, session_scope
+
+# The HTTP client, the device service and user management are imported where they are used: this
+# module registers `medloop sim devices`, and `medloop sim region` should not pay for them.
+if TYPE_CHECKING:
+    import httpx
 
 GATEWAY_USER = "sim-device-gateway"
 KINDS = ("bp_monitor", "bp_monitor", "glucometer", "pulse_oximeter", "scale")
@@ -101,6 +101,10 @@ def _device(rng: random.Random, serial: str, kind: str) -> SimDevice:
 def provision(session: Session, n_devices: int, seed: int) -> list[SimDevice]:
     """Register `n_devices` simulated devices (idempotent) bound to patients from the database, all
     linked to one gateway service user that submits their readings over HTTP."""
+    from medloop.auth.service import create_user
+    from medloop.devices import service
+    from medloop.devices.models import Device
+
     patients = session.scalars(
         select(Patient.id).where(Patient.active.is_(True)).order_by(Patient.id).limit(n_devices)
     ).all()
@@ -281,6 +285,7 @@ async def _send_http(
 async def _send_mqtt(items: Iterator[tuple[str, dict[str, Any]]], broker: str, stats: SimStats) -> None:
     import aiomqtt
 
+    from medloop.devices.broker import topic_for
     from medloop.devices.mqtt import parse_broker_url
 
     address = parse_broker_url(broker)
@@ -320,6 +325,8 @@ def simulate(
     batch: int = 500,
 ) -> SimStats:
     """Provision devices, generate the last `minutes` of readings and send them."""
+    import httpx
+
     engine = make_engine(settings.database_url)
     with session_scope(engine) as session:
         fleet = provision(session, devices, seed)

@@ -11,6 +11,7 @@ facilities, every patient registered at them, and those patients' identifiers.""
 from __future__ import annotations
 
 import gc
+import json
 import os
 import time
 import uuid
@@ -21,6 +22,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 from sqlalchemy import Connection, Engine, Table, bindparam, delete, func, inspect, select
@@ -38,19 +40,24 @@ from medloop.sim.population import (
     DEFAULT_AS_OF,
     DEFAULT_CHUNK_ROWS,
     EXTRA_COLUMNS,
+    ascii_strings,
     generate,
     population_table,
 )
 from medloop.sim.region import Region, build_region, load_yaml
 from medloop.store.base import Base, utcnow
-from medloop.store.bulk import bulk_insert
+from medloop.store.bulk import bulk_insert, insert_frame
 from medloop.store.engine import make_engine
 
 log = get_logger(__name__)
 
-# Identifier row ids are the patient's id with one byte of the seed-derived bits flipped: distinct
-# from every patient id, in the same order, same UUID version and variant.
-_IDENTIFIER_ID_MASK = uuid.UUID("00000000-0000-005a-0000-000000000000").int
+# Identifier row ids are the patient's id with one byte of the seed-derived bits flipped (see
+# `identifier_ids`).
+_IDENTIFIER_ID_BYTE = 0x5A
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_HEX_VALUE = np.zeros(256, dtype=np.uint8)
+_HEX_VALUE[_HEX] = np.arange(16, dtype=np.uint8)
+_HEX_VALUE[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16, dtype=np.uint8)
 
 
 _SQLITE_CACHE_KIB = 256 * 1024
@@ -150,82 +157,76 @@ def organisation_rows(region: Region, now: datetime) -> list[dict[str, Any]]:
     ]
 
 
-def patient_rows(
-    frame: pl.DataFrame, region: Region, identifier_key: str, now: datetime
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Patient rows and their national-ID identifier rows (keyed hash and masked display only)."""
-    facility_id = {f.code: f.id for f in region.facilities}
+def patient_frame(frame: pl.DataFrame, region: Region, now: datetime) -> pl.DataFrame:
+    """The patient table's rows of a generated frame (id = the Parquet `person_id`)."""
+    facility_id = {f.code: str(f.id) for f in region.facilities}
     spec = load_yaml("region.yaml")
     prefix = f"{spec['province']['name']}{region.city_name}"
     address = {d.code: f"{prefix}{d.name}" for d in region.districts}
-    consents = {
-        (sms, research): {"data_processing": True, "sms_contact": sms, "research": research}
-        for sms in (False, True)
-        for research in (False, True)
+    # JSON text of the four consent combinations, indexed by 2 * sms + research.
+    consent = {
+        2 * sms + research: json.dumps(
+            {"data_processing": True, "sms_contact": bool(sms), "research": bool(research)}
+        )
+        for sms in (0, 1)
+        for research in (0, 1)
     }
-    ids = [uuid.UUID(s) for s in frame["person_id"].to_list()]
-    cols = [
-        frame[c].to_list()
-        for c in (
-            "family_name",
-            "given_name",
-            "name",
-            "sex",
-            "birth_date",
-            "phone",
-            "district_code",
-            "home_facility_code",
-            "consent_sms",
-            "consent_research",
-            "national_id",
-        )
-    ]
-    patients: list[dict[str, Any]] = []
-    identifiers: list[dict[str, Any]] = []
-    province, city = region.province_code, region.city_code
-    national = IdentifierSystem.NATIONAL_ID.value
-    for pid, family, given, name, sex, born, phone, district, home, sms, research, nid in zip(
-        ids, *cols, strict=True
-    ):
-        patients.append(
-            {
-                "id": pid,
-                "family_name": family,
-                "given_name": given,
-                "name": name,
-                "sex": sex,
-                "birth_date": born,
-                "phone": phone,
-                "province_code": province,
-                "city_code": city,
-                "district_code": district,
-                "address": address[district],
-                "home_facility_id": facility_id[home],
-                "consent": consents[(sms, research)],
-                "active": True,
-                "deceased": False,
-                "version": 1,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        identifiers.append(
-            {
-                "id": uuid.UUID(int=pid.int ^ _IDENTIFIER_ID_MASK),
-                "patient_id": pid,
-                "system": national,
-                "value_key": hash_identifier(nid, identifier_key),
-                "display": mask_national_id(nid),
-                "organisation_id": None,
-            }
-        )
-    return patients, identifiers
+    consent_index = 2 * pl.col("consent_sms").cast(pl.Int64) + pl.col("consent_research").cast(pl.Int64)
+    return frame.select(
+        pl.col("person_id").alias("id"),
+        "family_name",
+        "given_name",
+        "name",
+        "sex",
+        "birth_date",
+        "phone",
+        pl.lit(region.province_code).alias("province_code"),
+        pl.lit(region.city_code).alias("city_code"),
+        "district_code",
+        pl.col("district_code").replace_strict(address, return_dtype=pl.String).alias("address"),
+        pl.col("home_facility_code")
+        .replace_strict(facility_id, return_dtype=pl.String)
+        .alias("home_facility_id"),
+        consent_index.replace_strict(consent, return_dtype=pl.String).alias("consent"),
+        pl.lit(True).alias("active"),
+        pl.lit(False).alias("deceased"),
+        pl.lit(1).alias("version"),
+        pl.lit(now).alias("created_at"),
+        pl.lit(now).alias("updated_at"),
+    )
+
+
+def identifier_frame(frame: pl.DataFrame, identifier_key: str) -> pl.DataFrame:
+    """The national-ID identifier rows of a generated frame: keyed hash and masked display only."""
+    numbers = frame["national_id"].to_list()
+    return pl.DataFrame(
+        {
+            "id": identifier_ids(frame["person_id"]),
+            "patient_id": frame["person_id"],
+            "value_key": [hash_identifier(n, identifier_key) for n in numbers],
+            "display": [mask_national_id(n) for n in numbers],
+        }
+    ).with_columns(
+        pl.lit(IdentifierSystem.NATIONAL_ID.value).alias("system"),
+        pl.lit(None, dtype=pl.String).alias("organisation_id"),
+    )
+
+
+def identifier_ids(person_ids: pl.Series) -> pl.Series:
+    """Identifier row ids: the patient's id with byte 7 (the one after the version nibble's byte)
+    XORed with 0x5a: distinct from every patient id, in the same order, same UUID version and
+    variant. Done on the ASCII of the canonical form (hex digits 16-17)."""
+    chars = np.frombuffer("".join(person_ids.to_list()).encode("ascii"), dtype=np.uint8)
+    chars = chars.reshape(len(person_ids), 36).copy()
+    byte = (_HEX_VALUE[chars[:, 16]] << 4 | _HEX_VALUE[chars[:, 17]]) ^ _IDENTIFIER_ID_BYTE
+    chars[:, 16], chars[:, 17] = _HEX[byte >> 4], _HEX[byte & 0x0F]
+    return ascii_strings(chars)
 
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a chunk's row dicts are built and inserted: hundreds
-    of thousands of live containers (and no cycles) make its repeated scans the largest cost."""
+    """Pause the cyclic garbage collector while a chunk's rows are built and inserted: hundreds of
+    thousands of live containers (and no cycles) make its repeated scans a large cost."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -417,9 +418,10 @@ def _write_database(
 
             def write_chunk(frame: pl.DataFrame) -> None:
                 with _gc_paused():
-                    patients, identifiers = patient_rows(frame, region, identifier_key, now)
-                    summary.patients_written += bulk_insert(conn, _table(Patient), patients)
-                    summary.identifiers_written += bulk_insert(conn, _table(PatientIdentifier), identifiers)
+                    patients = patient_frame(frame, region, now)
+                    summary.patients_written += insert_frame(conn, _table(Patient), patients)
+                    identifiers = identifier_frame(frame, identifier_key)
+                    summary.identifiers_written += insert_frame(conn, _table(PatientIdentifier), identifiers)
 
             stream(write_chunk)
             with Session(bind=conn) as session:
