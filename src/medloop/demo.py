@@ -5,7 +5,8 @@ default (SQLite), with nothing else installed.
 2. screen the whole population with the population models and store the risk assessments;
 3. bind simulated devices to patients and backfill two weeks of their readings (through the real
    ingestion pipeline, in-process);
-4. enrol: the programmes engine takes the screening results and device alerts as events;
+4. enrol: the programmes engine takes the screening results and device alerts as events, then
+   this month's KPIs are refreshed (the region overview reads them);
 5. serve the API and the dashboards, stream live device readings to the server over HTTP from a
    background thread (so the dashboards move and alerts appear) and keep the programmes current;
 6. print the URL and the demo logins. Ctrl-C stops the server and both background threads.
@@ -204,7 +205,7 @@ def run_programmes(engine: Engine, *, quiet: bool = False) -> str:
 
 
 def enrol(engine: Engine) -> None:
-    done = step("enrolling: screening results and device alerts into the programmes")
+    done = step("enrolling: screening results and device alerts into the programmes; refreshing KPIs")
     done(run_programmes(engine, quiet=True))
 
 

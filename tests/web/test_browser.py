@@ -15,13 +15,12 @@ from typing import Any
 
 import pytest
 import uvicorn
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from medloop.app import create_app
 from medloop.auth.principal import system_principal
-from medloop.people.models import Patient
-from medloop.programs import service
+from medloop.programs import kpi, service
 from medloop.settings import Settings
 from medloop.store.base import utcnow
 from tests.conftest import require_service
@@ -63,6 +62,7 @@ def server(engine: Engine, activity: Activity) -> Iterator[str]:
                 at=utcnow() - timedelta(days=120),
                 diagnosed=True,
             )
+        kpi.refresh(session, utcnow().date().replace(day=1))  # the overview's figures
         session.commit()
     port = _free_port()
     settings = Settings(database_url=engine.url.render_as_string(hide_password=False), log_level="WARNING")
@@ -122,18 +122,18 @@ def test_dashboards_in_chromium(server: str, browser: Any, activity: Activity, e
     cookie = next(c for c in context.cookies() if c["name"] == "medloop_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
-    # Region overview: figures equal the database's; the charts are drawn by Plotly.
+    # Region overview: figures equal the KPI table's (and the live open alerts); Plotly draws the charts.
     with Session(engine) as session:
-        residents = session.scalar(
-            select(func.count())
-            .select_from(Patient)
-            .where(
-                Patient.home_facility_id.in_(
-                    [activity.world.org_id(c) for c in ("CNTY-A", "CHC-A1", "CHC-A2")]
-                )
-            )
+        rows, _ = kpi.search(
+            session,
+            system_principal(),
+            period=utcnow().date().replace(day=1),
+            level="facility",
+            indicator="screening_coverage",
         )
-    assert page.locator('[data-kpi="residents"]').get_attribute("data-value") == str(residents)
+        eligible = sum(int(r.denominator or 0) for r in rows if r.unit in ("CNTY-A", "CHC-A1", "CHC-A2"))
+    assert page.locator('[data-kpi="eligible"]').get_attribute("data-value") == str(eligible)
+    assert page.locator('[data-kpi="enrolled"]').get_attribute("data-value") == "2"
     assert page.locator('[data-kpi="open_alerts"]').get_attribute("data-value") == "1"
     page.wait_for_selector("#chart-map .main-svg")
     page.wait_for_selector("#chart-trends .main-svg")

@@ -1,47 +1,112 @@
-"""Figures of the region overview: per facility (residents, screening coverage, BP control, open
-alerts, bound devices, and the programme KPIs once programmes record them) and monthly trends,
-for the facilities in the viewer's scope, at region, district or facility level.
+"""Figures of the region overview, for the facilities in the viewer's scope, at region, district or
+facility level.
 
-Aggregates only (no patient-level rows leave these queries), every one filtered through
-`patient_in_scope`. They are cached for a short time per scope and filter: a dashboard is looked
-at by many people at once and its figures move by the minute, not by the request."""
+The programme figures are the pre-aggregated KPIs (`kpi_value`, written by `medloop kpi refresh`;
+each indicator has its one implementation in `medloop.programs.kpi`) of the latest refreshed
+month, with the months before it as trends; the page says which month and when it was refreshed.
+A set of facilities is read as the fewest whole units that make it up (a region, a district, else
+facilities), so a region-wide page reads one unit's rows, and counts, numerators and denominators
+add up over the units while rates are recomputed from the sums; a median is shown only where it is
+one unit's own. The one live figure is the count of open device alerts (indexed, a few thousand
+rows at most), filtered through `patient_in_scope`.
+
+Aggregates only: no patient-level rows leave these queries. They are cached for a short time per
+scope and filter: a dashboard is looked at by many people at once."""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from functools import cache
-from pathlib import Path
+from datetime import date, datetime
 from typing import Any, TypeVar
 
-import yaml
-from sqlalchemy import ColumnElement, Executable, and_, case, distinct, func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from medloop.auth.audit import record_access
 from medloop.auth.principal import Principal
 from medloop.auth.scope import patient_in_scope
-from medloop.devices.models import AlertStatus, DeviceAlert, DeviceBinding, Reading
+from medloop.devices.models import AlertStatus, DeviceAlert
 from medloop.network.models import Organisation
 from medloop.people.models import Patient
-from medloop.screening.models import RiskAssessment
-from medloop.store.base import utcnow
+from medloop.programs.models import KpiValue
 
-SYSTOLIC, DIASTOLIC, GLUCOSE = "8480-6", "8462-4", "14771-0"
 TREND_MONTHS = 12
 CACHE_SECONDS = 30.0
 TIER_ORDER = ("tertiary_hub", "secondary", "primary", "village_clinic", "mobile_unit")
+HYPERTENSION = "hypertension"
+CHEST_PAIN = "chest_pain"
+
+# The KPI rows the overview reads: indicator → programme (None: every programme, added up).
+INDICATORS: dict[str, str | None] = {
+    "screening_coverage": "screening",
+    "enrolled": None,
+    "bp_controlled": HYPERTENSION,
+    "missed_visits": HYPERTENSION,
+    "lost_to_follow_up": HYPERTENSION,
+    "referral_completion": None,
+    "door_to_balloon_median_minutes": CHEST_PAIN,
+}
+MEDIANS = frozenset({"door_to_balloon_median_minutes"})
 
 
-@cache
-def targets() -> dict[str, Any]:
-    with (Path(__file__).parent / "data" / "targets.yaml").open(encoding="utf-8") as f:
-        doc: dict[str, Any] = yaml.safe_load(f)
-    return doc
+@dataclass
+class Kpis:
+    """The overview's KPI figures of one facility, or of a set of them (a page's totals, a month)."""
+
+    eligible: float | None = None  # residents eligible for screening (its denominator)
+    screened: float | None = None
+    enrolled: float | None = None  # active enrolments, every programme
+    cohort: float | None = None  # hypertension: the control cohort
+    controlled: float | None = None
+    missed_visits: float | None = None
+    lost_to_follow_up: float | None = None
+    referrals: float | None = None  # made in the month
+    referrals_completed: float | None = None
+    door_to_balloon_median: float | None = None  # minutes
+
+    def add(self, programme: str, indicator: str, num: Any, den: Any, value: Any, units: int = 1) -> None:
+        wanted = INDICATORS.get(indicator, "")
+        if wanted is not None and wanted != programme:
+            return
+        if indicator == "screening_coverage":
+            self.screened, self.eligible = _plus(self.screened, num), _plus(self.eligible, den)
+        elif indicator == "enrolled":
+            self.enrolled = _plus(self.enrolled, value)
+        elif indicator == "bp_controlled":
+            self.controlled, self.cohort = _plus(self.controlled, num), _plus(self.cohort, den)
+        elif indicator == "missed_visits":
+            self.missed_visits = _plus(self.missed_visits, num)
+        elif indicator == "lost_to_follow_up":
+            self.lost_to_follow_up = _plus(self.lost_to_follow_up, num)
+        elif indicator == "referral_completion":
+            self.referrals_completed = _plus(self.referrals_completed, num)
+            self.referrals = _plus(self.referrals, den)
+        elif indicator in MEDIANS and units == 1 and value is not None:
+            self.door_to_balloon_median = float(value)
+
+    @property
+    def coverage(self) -> float | None:
+        return _rate(self.screened, self.eligible)
+
+    @property
+    def bp_control(self) -> float | None:
+        return _rate(self.controlled, self.cohort)
+
+    @property
+    def referral_completion(self) -> float | None:
+        return _rate(self.referrals_completed, self.referrals)
+
+
+def _plus(a: float | None, b: Any) -> float | None:
+    return a if b is None else (a or 0.0) + float(b)
+
+
+def _rate(num: float | None, den: float | None) -> float | None:
+    return None if not den else (num or 0.0) / den
 
 
 @dataclass
@@ -53,21 +118,8 @@ class FacilityFigures:
     district_code: str
     latitude: float
     longitude: float
-    residents: int = 0
-    screened: int = 0
-    bp_measured: int = 0
-    bp_controlled: int = 0
+    kpis: Kpis = field(default_factory=Kpis)
     open_alerts: int = 0
-    devices: int = 0
-    programme: dict[str, float | int | None] = field(default_factory=dict)
-
-    @property
-    def coverage(self) -> float | None:
-        return self.screened / self.residents if self.residents else None
-
-    @property
-    def bp_control(self) -> float | None:
-        return self.bp_controlled / self.bp_measured if self.bp_measured else None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -77,9 +129,9 @@ class FacilityFigures:
             "district": self.district_code,
             "lat": self.latitude,
             "lon": self.longitude,
-            "residents": self.residents,
-            "coverage": self.coverage,
-            "bp_control": self.bp_control,
+            "eligible": self.kpis.eligible,
+            "coverage": self.kpis.coverage,
+            "bp_control": self.kpis.bp_control,
             "open_alerts": self.open_alerts,
         }
 
@@ -91,21 +143,14 @@ class Overview:
     facility: FacilityFigures | None
     facilities: list[FacilityFigures]
     districts: list[dict[str, Any]]
+    totals: Kpis  # of the latest period
+    open_alerts: int
+    period: date | None  # the KPIs' month (None: no KPIs computed yet)
+    refreshed_at: datetime | None
     trends: dict[str, list[Any]]
-    computed_at: datetime
 
-    def total(self, name: str) -> int:
-        return sum(int(getattr(f, name)) for f in self.facilities)
 
-    @property
-    def coverage(self) -> float | None:
-        residents = self.total("residents")
-        return self.total("screened") / residents if residents else None
-
-    @property
-    def bp_control(self) -> float | None:
-        measured = self.total("bp_measured")
-        return self.total("bp_controlled") / measured if measured else None
+# --- which facilities, and which units make them up ---------------------------------------------
 
 
 def visible_facilities(session: Session, principal: Principal) -> list[Organisation]:
@@ -117,204 +162,156 @@ def visible_facilities(session: Session, principal: Principal) -> list[Organisat
     return sorted(rows, key=lambda o: (rank.get(o.tier, 99), o.code))
 
 
-def _by_facility(session: Session, stmt: Executable) -> dict[uuid.UUID, tuple[Any, ...]]:
-    return {row[0]: tuple(row[1:]) for row in session.execute(stmt).all()}
-
-
-def _scoped(principal: Principal, facility_ids: list[uuid.UUID]) -> ColumnElement[bool]:
-    return and_(Patient.home_facility_id.in_(facility_ids), patient_in_scope(principal, Patient.id))
-
-
-def latest_bp(since: datetime) -> Any:
-    """Subquery: each patient's most recent BP since `since` (systolic and diastolic of one panel)."""
-    sbp = Reading.__table__.alias("sbp")
-    ranked = (
-        select(
-            sbp.c.patient_id,
-            sbp.c.value.label("systolic"),
-            sbp.c.panel_id,
-            func.row_number()
-            .over(partition_by=sbp.c.patient_id, order_by=(sbp.c.effective_at.desc(), sbp.c.id))
-            .label("rn"),
+def whole_units(session: Session, orgs: list[Organisation]) -> list[tuple[str, str]]:
+    """The fewest KPI units (level, unit) that make up exactly these facilities: a region (city)
+    or a district when every organisation in it is among them, else the facilities themselves."""
+    codes = {o.code for o in orgs}
+    cities = {o.city_code for o in orgs}
+    members: dict[tuple[str, str], set[str]] = {}
+    for code, district, city in session.execute(
+        select(Organisation.code, Organisation.district_code, Organisation.city_code).where(
+            Organisation.city_code.in_(cities)
         )
-        .where(sbp.c.code == SYSTOLIC, sbp.c.effective_at >= since)
-        .subquery("ranked")
-    )
-    dbp = Reading.__table__.alias("dbp")
-    return (
-        select(ranked.c.patient_id, ranked.c.systolic, dbp.c.value.label("diastolic"))
-        .join(dbp, and_(dbp.c.panel_id == ranked.c.panel_id, dbp.c.code == DIASTOLIC))
-        .where(ranked.c.rn == 1)
-        .subquery("latest_bp")
-    )
+    ).all():
+        members.setdefault(("region", city), set()).add(code)
+        members.setdefault(("district", district), set()).add(code)
+    units: list[tuple[str, str]] = []
+    covered: set[str] = set()
+    for level in ("region", "district"):
+        for key, inside in sorted(members.items()):
+            if key[0] == level and inside <= codes and not inside & covered:
+                units.append(key)
+                covered |= inside
+    units += [("facility", code) for code in sorted(codes - covered)]
+    return units
 
 
-def controlled(systolic: Any, diastolic: Any) -> ColumnElement[bool]:
-    rule = targets()["bp_control"]
-    return and_(systolic < rule["systolic_below"], diastolic < rule["diastolic_below"])
+def _in_units(units: Iterable[tuple[str, str]]) -> ColumnElement[bool]:
+    by_level: dict[str, list[str]] = {}
+    for level, unit in units:
+        by_level.setdefault(level, []).append(unit)
+    return or_(*(and_(KpiValue.level == lvl, KpiValue.unit.in_(u)) for lvl, u in by_level.items()))
 
 
-def facility_figures(
-    session: Session, principal: Principal, orgs: list[Organisation], now: datetime
-) -> list[FacilityFigures]:
-    ids = [o.id for o in orgs]
-    rows = [
-        FacilityFigures(o.id, o.code, o.name, o.tier, o.district_code, o.latitude, o.longitude) for o in orgs
-    ]
-    if not ids:
-        return rows
+# --- the KPIs ------------------------------------------------------------------------------------
+
+
+def latest_period(session: Session) -> tuple[date | None, datetime | None]:
+    """The newest month with KPIs, and when it was refreshed."""
+    period = session.scalar(select(func.max(KpiValue.period)))
+    if period is None:
+        return None, None
+    refreshed = session.scalar(select(KpiValue.refreshed_at).where(KpiValue.period == period).limit(1))
+    return period, refreshed
+
+
+def months_back(period: date, n: int) -> list[date]:
+    index = period.year * 12 + period.month - 1
+    return [date((index - k) // 12, (index - k) % 12 + 1, 1) for k in range(n - 1, -1, -1)]
+
+
+def facility_kpis(session: Session, period: date, codes: list[str]) -> dict[str, Kpis]:
+    """Each facility's figures of the month."""
+    out: dict[str, Kpis] = {}
+    if not codes:
+        return out
+    rows = session.execute(
+        select(
+            KpiValue.unit,
+            KpiValue.programme,
+            KpiValue.indicator,
+            KpiValue.numerator,
+            KpiValue.denominator,
+            KpiValue.value,
+        ).where(
+            KpiValue.period == period,
+            KpiValue.level == "facility",
+            KpiValue.unit.in_(codes),
+            KpiValue.indicator.in_(list(INDICATORS)),
+        )
+    ).all()
+    for unit, programme, indicator, num, den, value in rows:
+        out.setdefault(unit, Kpis()).add(programme, indicator, num, den, value)
+    return out
+
+
+def monthly_kpis(session: Session, months: list[date], units: list[tuple[str, str]]) -> dict[date, Kpis]:
+    """The units' figures added up, per month."""
+    out = {m: Kpis() for m in months}
+    if not units:
+        return out
+    rows = session.execute(
+        select(
+            KpiValue.period,
+            KpiValue.programme,
+            KpiValue.indicator,
+            func.sum(KpiValue.numerator),
+            func.sum(KpiValue.denominator),
+            func.sum(KpiValue.value),
+        )
+        .where(
+            KpiValue.period >= months[0],
+            KpiValue.period <= months[-1],
+            KpiValue.indicator.in_(list(INDICATORS)),
+            _in_units(units),
+        )
+        .group_by(KpiValue.period, KpiValue.programme, KpiValue.indicator)
+    ).all()
+    for period, programme, indicator, num, den, value in rows:
+        out[period].add(programme, indicator, num, den, value, units=len(units))
+    return out
+
+
+def trends(monthly: dict[date, Kpis]) -> dict[str, list[Any]]:
+    def pct(v: float | None) -> float | None:
+        return None if v is None else round(v, 4)
+
+    months = sorted(monthly)
+    return {
+        "months": [f"{m:%Y-%m}" for m in months],
+        "enrolled": [monthly[m].enrolled for m in months],
+        "missed_visits": [monthly[m].missed_visits for m in months],
+        "lost_to_follow_up": [monthly[m].lost_to_follow_up for m in months],
+        "bp_control": [pct(monthly[m].bp_control) for m in months],
+        "coverage": [pct(monthly[m].coverage) for m in months],
+    }
+
+
+# --- live: open device alerts --------------------------------------------------------------------
+
+
+def open_alert_counts(
+    session: Session, principal: Principal, facility_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    if not facility_ids:
+        return {}
     home = Patient.home_facility_id
-    residents = _by_facility(
-        session,
-        select(home, func.count()).where(_scoped(principal, ids), Patient.active.is_(True)).group_by(home),
-    )
-    screened = _by_facility(
-        session,
-        select(home, func.count(distinct(RiskAssessment.patient_id)))
-        .select_from(RiskAssessment)
-        .join(Patient, Patient.id == RiskAssessment.patient_id)
-        .where(_scoped(principal, ids))
-        .group_by(home),
-    )
-    since = now - timedelta(days=int(targets()["bp_control"]["window_days"]))
-    bp = latest_bp(since)
-    control = _by_facility(
-        session,
-        select(
-            home,
-            func.count(),
-            func.sum(case((controlled(bp.c.systolic, bp.c.diastolic), 1), else_=0)),
-        )
-        .select_from(bp)
-        .join(Patient, Patient.id == bp.c.patient_id)
-        .where(_scoped(principal, ids))
-        .group_by(home),
-    )
-    alerts = _by_facility(
-        session,
+    rows = session.execute(
         select(home, func.count())
         .select_from(DeviceAlert)
         .join(Patient, Patient.id == DeviceAlert.patient_id)
-        .where(_scoped(principal, ids), DeviceAlert.status == AlertStatus.OPEN)
-        .group_by(home),
-    )
-    devices = _by_facility(
-        session,
-        select(home, func.count(distinct(DeviceBinding.device_id)))
-        .select_from(DeviceBinding)
-        .join(Patient, Patient.id == DeviceBinding.patient_id)
-        .where(_scoped(principal, ids), DeviceBinding.end_at.is_(None))
-        .group_by(home),
-    )
-    for f in rows:
-        f.residents = int(residents.get(f.id, (0,))[0])
-        f.screened = int(screened.get(f.id, (0,))[0])
-        measured, ok = control.get(f.id, (0, 0))
-        f.bp_measured, f.bp_controlled = int(measured or 0), int(ok or 0)
-        f.open_alerts = int(alerts.get(f.id, (0,))[0])
-        f.devices = int(devices.get(f.id, (0,))[0])
-    return rows
-
-
-def month_of(column: Any, dialect: str) -> Any:
-    if dialect == "postgresql":
-        return func.to_char(func.timezone("UTC", column), "YYYY-MM")
-    return func.strftime("%Y-%m", column)
-
-
-def months_back(now: datetime, n: int) -> list[str]:
-    year, month = now.year, now.month
-    out = []
-    for _ in range(n):
-        out.append(f"{year:04d}-{month:02d}")
-        year, month = (year - 1, 12) if month == 1 else (year, month - 1)
-    return out[::-1]
-
-
-def trends(
-    session: Session, principal: Principal, facility_ids: list[uuid.UUID], now: datetime
-) -> dict[str, list[Any]]:
-    """Per month over the last year: people screened, BP readings and the share below the control
-    threshold, device alerts."""
-    months = months_back(now, TREND_MONTHS)
-    start = datetime(int(months[0][:4]), int(months[0][5:]), 1, tzinfo=now.tzinfo)
-    dialect = session.get_bind().dialect.name
-    empty: dict[str, list[Any]] = {
-        "months": months,
-        "screened": [0] * len(months),
-        "bp_readings": [0] * len(months),
-        "bp_in_target": [None] * len(months),
-        "alerts": [0] * len(months),
-    }
-    if not facility_ids:
-        return empty
-    index = {m: i for i, m in enumerate(months)}
-    scoped = _scoped(principal, facility_ids)
-
-    month = month_of(RiskAssessment.assessed_at, dialect)
-    for m, n in session.execute(
-        select(month, func.count(distinct(RiskAssessment.patient_id)))
-        .join(Patient, Patient.id == RiskAssessment.patient_id)
-        .where(scoped, RiskAssessment.assessed_at >= start)
-        .group_by(month)
-    ).all():
-        if m in index:
-            empty["screened"][index[m]] = int(n)
-
-    sbp, dbp = Reading.__table__.alias("s"), Reading.__table__.alias("d")
-    month = month_of(sbp.c.effective_at, dialect)
-    for m, n, ok in session.execute(
-        select(month, func.count(), func.sum(case((controlled(sbp.c.value, dbp.c.value), 1), else_=0)))
-        .select_from(sbp)
-        .join(dbp, and_(dbp.c.panel_id == sbp.c.panel_id, dbp.c.code == DIASTOLIC))
-        .join(Patient, Patient.id == sbp.c.patient_id)
-        .where(scoped, sbp.c.code == SYSTOLIC, sbp.c.effective_at >= start)
-        .group_by(month)
-    ).all():
-        if m in index:
-            empty["bp_readings"][index[m]] = int(n)
-            empty["bp_in_target"][index[m]] = round(int(ok or 0) / int(n), 4) if n else None
-
-    month = month_of(DeviceAlert.created_at, dialect)
-    for m, n in session.execute(
-        select(month, func.count())
-        .join(Patient, Patient.id == DeviceAlert.patient_id)
-        .where(scoped, DeviceAlert.created_at >= start)
-        .group_by(month)
-    ).all():
-        if m in index:
-            empty["alerts"][index[m]] = int(n)
-    return empty
+        .where(
+            DeviceAlert.status == AlertStatus.OPEN,
+            home.in_(facility_ids),
+            patient_in_scope(principal, Patient.id),
+        )
+        .group_by(home)
+    ).all()
+    return {facility: int(n) for facility, n in rows}
 
 
 def district_rows(facilities: list[FacilityFigures]) -> list[dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for f in facilities:
-        d = out.setdefault(
-            f.district_code,
-            {
-                "code": f.district_code,
-                "facilities": 0,
-                "residents": 0,
-                "screened": 0,
-                "measured": 0,
-                "controlled": 0,
-                "open_alerts": 0,
-            },
-        )
+        d = out.setdefault(f.district_code, {"code": f.district_code, "facilities": 0, "open_alerts": 0})
+        kpis = d.setdefault("kpis", Kpis())
         d["facilities"] += 1
-        d["residents"] += f.residents
-        d["screened"] += f.screened
-        d["measured"] += f.bp_measured
-        d["controlled"] += f.bp_controlled
         d["open_alerts"] += f.open_alerts
-    for d in out.values():
-        d["coverage"] = d["screened"] / d["residents"] if d["residents"] else None
-        d["bp_control"] = d["controlled"] / d["measured"] if d["measured"] else None
+        k = f.kpis
+        kpis.eligible, kpis.screened = _plus(kpis.eligible, k.eligible), _plus(kpis.screened, k.screened)
+        kpis.cohort, kpis.controlled = _plus(kpis.cohort, k.cohort), _plus(kpis.controlled, k.controlled)
+        kpis.lost_to_follow_up = _plus(kpis.lost_to_follow_up, k.lost_to_follow_up)
     return sorted(out.values(), key=lambda d: d["code"])
-
-
-ProgrammeKpis = Callable[[Session, Principal, list[uuid.UUID], datetime], dict[uuid.UUID, dict[str, Any]]]
 
 
 def build_overview(
@@ -323,10 +320,7 @@ def build_overview(
     *,
     district: str | None = None,
     facility_code: str | None = None,
-    now: datetime | None = None,
-    programme_kpis: ProgrammeKpis | None = None,
 ) -> Overview:
-    now = now or utcnow()
     orgs = visible_facilities(session, principal)
     level = "region"
     if facility_code:
@@ -335,12 +329,25 @@ def build_overview(
     elif district:
         orgs = [o for o in orgs if o.district_code == district]
         level = "district"
-    figures = facility_figures(session, principal, orgs, now)
-    if programme_kpis is not None:
-        for f, kpis in zip(
-            figures, _kpis_in_order(programme_kpis, session, principal, figures, now), strict=True
-        ):
-            f.programme = kpis
+    period, refreshed = latest_period(session)
+    per_facility = facility_kpis(session, period, [o.code for o in orgs]) if period else {}
+    alerts = open_alert_counts(session, principal, [o.id for o in orgs])
+    figures = [
+        FacilityFigures(
+            o.id,
+            o.code,
+            o.name,
+            o.tier,
+            o.district_code,
+            o.latitude,
+            o.longitude,
+            per_facility.get(o.code, Kpis()),
+            alerts.get(o.id, 0),
+        )
+        for o in orgs
+    ]
+    months = months_back(period, TREND_MONTHS) if period else []
+    monthly = monthly_kpis(session, months, whole_units(session, orgs)) if period and orgs else {}
     return Overview(
         level=level,
         district=district
@@ -349,16 +356,12 @@ def build_overview(
         facility=figures[0] if level == "facility" and figures else None,
         facilities=figures,
         districts=district_rows(figures),
-        trends=trends(session, principal, [f.id for f in figures], now),
-        computed_at=now,
+        totals=monthly[period] if period and monthly else Kpis(),
+        open_alerts=sum(f.open_alerts for f in figures),
+        period=period,
+        refreshed_at=refreshed,
+        trends=trends(monthly),
     )
-
-
-def _kpis_in_order(
-    kpis: ProgrammeKpis, session: Session, principal: Principal, figures: list[FacilityFigures], now: datetime
-) -> list[dict[str, Any]]:
-    found = kpis(session, principal, [f.id for f in figures], now)
-    return [found.get(f.id, {}) for f in figures]
 
 
 T = TypeVar("T")

@@ -16,7 +16,7 @@ from medloop.errors import NotFound, Problem
 from medloop.web import care, lang, static
 from medloop.web.campaigns import CampaignRunner
 from medloop.web.fleet import build_fleet
-from medloop.web.overview import FacilityFigures, build_overview, open_alerts, overview_cache
+from medloop.web.overview import build_overview, open_alerts, overview_cache
 from medloop.web.render import PageRoute, render
 from medloop.web.session import (
     LOGIN_CSRF_COOKIE,
@@ -53,16 +53,6 @@ def translator(request: Request) -> lang.Translator:
 def labels(t: lang.Translator, *keys: str) -> dict[str, str]:
     """Chart labels in the page's language."""
     return {k: t(f"chart.{k}") for k in keys}
-
-
-def programme_totals(facilities: list[FacilityFigures], columns: list[str]) -> dict[str, float | int]:
-    """Counts add up over facilities; rates and medians are shown per facility only."""
-    totals: dict[str, float | int] = {}
-    for key in columns:
-        values = [f.programme.get(key) for f in facilities]
-        if all(isinstance(v, int) for v in values if v is not None):
-            totals[key] = sum(int(v) for v in values if v is not None)
-    return totals
 
 
 def _safe_next(target: str | None) -> str:
@@ -143,35 +133,23 @@ def overview(
     alerts = []
     if data.facility is not None and web.principal.has_role(*PATIENT_READERS):
         alerts = open_alerts(session, web.principal, data.facility.id)
-    columns = sorted({k for f in data.facilities for k in f.programme})
     chart = {
         "kind": "overview",
         "facilities": [f.as_json() for f in data.facilities],
         "trends": data.trends,
         "labels": labels(
             t,
-            "residents",
+            "eligible",
             "coverage",
             "bp_control",
-            "screened",
-            "alerts",
-            "bp_in_target",
+            "missed_visits",
+            "lost_to_follow_up",
             "count",
             "lat",
             "lon",
         ),
     }
-    return render(
-        request,
-        "overview.html",
-        {
-            "o": data,
-            "chart": chart,
-            "alerts": alerts,
-            "programme_columns": columns,
-            "programme_totals": programme_totals(data.facilities, columns),
-        },
-    )
+    return render(request, "overview.html", {"o": data, "k": data.totals, "chart": chart, "alerts": alerts})
 
 
 # --- patient timeline --------------------------------------------------------------------------

@@ -8,24 +8,38 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import cache
+from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from medloop.auth.audit import record_access
 from medloop.auth.principal import Principal
+from medloop.clinical.codes import DIASTOLIC_BP as DIASTOLIC
+from medloop.clinical.codes import GLUCOSE_MOLAR as GLUCOSE
+from medloop.clinical.codes import SYSTOLIC_BP as SYSTOLIC
 from medloop.devices.alerts import load_rules
 from medloop.devices.models import Device, DeviceAlert, DeviceBinding, Reading
 from medloop.network.models import Organisation
 from medloop.people.models import Patient
 from medloop.people.service import age_on, get_patient
+from medloop.programs.definitions import load_definitions
 from medloop.screening.models import RiskAssessment
 from medloop.store.base import utcnow
-from medloop.web.overview import DIASTOLIC, GLUCOSE, SYSTOLIC, targets
 
 WINDOW_DAYS = 180
 MAX_POINTS = 3000
+CONTROL_PROGRAMME = "hypertension"  # its control target is the BP chart's target line
+
+
+@cache
+def targets() -> dict[str, Any]:
+    with (Path(__file__).parent / "data" / "targets.yaml").open(encoding="utf-8") as f:
+        doc: dict[str, Any] = yaml.safe_load(f)
+    return doc
 
 
 @dataclass
@@ -48,10 +62,11 @@ def _series(rows: list[tuple[datetime, float]]) -> tuple[list[str], list[float]]
 def chart_lines() -> dict[str, Any]:
     """Targets (from the reference data) and alert thresholds (from the device alert rules)."""
     t = targets()
+    control = load_definitions()[CONTROL_PROGRAMME].param("control_target")
     critical = {r.code: r.threshold for r in load_rules() if r.severity == "critical" and r.op in (">=", ">")}
     low = {r.code: r.threshold for r in load_rules() if r.op in ("<", "<=") and r.severity == "high"}
     return {
-        "bp_control": [t["bp_control"]["systolic_below"], t["bp_control"]["diastolic_below"]],
+        "bp_control": [control["sbp_below"], control["dbp_below"]],
         "bp_critical": [critical.get(SYSTOLIC), critical.get(DIASTOLIC)],
         "glucose_target": [t["fasting_glucose_target"]["low"], t["fasting_glucose_target"]["high"]],
         "glucose_low": low.get(GLUCOSE),

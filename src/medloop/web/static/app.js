@@ -64,10 +64,10 @@
       plot("chart-map", [{
         type: "scatter", mode: "markers+text", x: f.map(function (r) { return r.lon; }), y: f.map(function (r) { return r.lat; }),
         text: f.map(function (r) { return r.code; }), textposition: "top center", textfont: { size: 10 },
-        customdata: f.map(function (r) { return [r.name, r.residents, r.coverage === null ? "—" : (100 * r.coverage).toFixed(1) + " %", r.bp_control === null ? "—" : (100 * r.bp_control).toFixed(1) + " %"]; }),
-        hovertemplate: "%{customdata[0]}<br>" + d.labels.residents + ": %{customdata[1]}<br>" + d.labels.coverage + ": %{customdata[2]}<br>" + d.labels.bp_control + ": %{customdata[3]}<extra></extra>",
+        customdata: f.map(function (r) { return [r.name, r.eligible === null ? "—" : r.eligible, r.coverage === null ? "—" : (100 * r.coverage).toFixed(1) + " %", r.bp_control === null ? "—" : (100 * r.bp_control).toFixed(1) + " %"]; }),
+        hovertemplate: "%{customdata[0]}<br>" + d.labels.eligible + ": %{customdata[1]}<br>" + d.labels.coverage + ": %{customdata[2]}<br>" + d.labels.bp_control + ": %{customdata[3]}<extra></extra>",
         marker: {
-          size: f.map(function (r) { return 8 + Math.sqrt(r.residents) / 4; }),
+          size: f.map(function (r) { return 8 + Math.sqrt(r.eligible || 0) / 4; }),
           color: f.map(function (r) { return r.bp_control === null ? 0 : 100 * r.bp_control; }),
           colorscale: "Viridis", cmin: 0, cmax: 100, showscale: true,
           colorbar: { title: { text: d.labels.bp_control + " %" }, thickness: 12 },
@@ -76,10 +76,12 @@
       }], { xaxis: { title: { text: d.labels.lon }, zeroline: false }, yaxis: { title: { text: d.labels.lat }, scaleanchor: "x", zeroline: false } });
       const t = d.trends;
       plot("chart-trends", [
-        { type: "bar", name: d.labels.screened, x: t.months, y: t.screened, marker: { color: palette.blue } },
-        { type: "bar", name: d.labels.alerts, x: t.months, y: t.alerts, marker: { color: palette.red } },
-        { type: "scatter", mode: "lines+markers", name: d.labels.bp_in_target, x: t.months, yaxis: "y2",
-          y: t.bp_in_target.map(function (v) { return v === null ? null : 100 * v; }), line: { color: palette.green } },
+        { type: "bar", name: d.labels.missed_visits, x: t.months, y: t.missed_visits, marker: { color: palette.amber } },
+        { type: "bar", name: d.labels.lost_to_follow_up, x: t.months, y: t.lost_to_follow_up, marker: { color: palette.red } },
+        { type: "scatter", mode: "lines+markers", name: d.labels.bp_control, x: t.months, yaxis: "y2",
+          y: t.bp_control.map(function (v) { return v === null ? null : 100 * v; }), line: { color: palette.green } },
+        { type: "scatter", mode: "lines+markers", name: d.labels.coverage, x: t.months, yaxis: "y2",
+          y: t.coverage.map(function (v) { return v === null ? null : 100 * v; }), line: { color: palette.blue, dash: "dot" } },
       ], { barmode: "group", margin: { l: 50, r: 60, t: 10, b: 40 }, yaxis: { title: { text: d.labels.count } }, yaxis2: { overlaying: "y", side: "right", range: [0, 100], title: { text: "%" } } });
     },
     patient: function (d) {
