@@ -279,11 +279,8 @@ class ObservationHandler(TableHandler):
         return self.ingest(ctx, resources, dead_letter=False).written
 
     def ingest(self, ctx: Ctx, resources: Sequence[dict[str, Any]], *, dead_letter: bool) -> Ingested:
-        who = ctx.submitter() if ctx.submitter is not None else Submitter(ctx.principal, check_scope=True)
         resources = with_serials(ctx, resources)
-        entries = [fhir_payload.parse_observation(r, i, who.serial) for i, r in enumerate(resources)]
-        entries = check_subjects(ctx, entries, resources)
-        result = ingest_entries(ctx.session, entries, channel="fhir", submitter=who, dead_letter=dead_letter)
+        result = run_pipeline(ctx, resources, channel="fhir", dead_letter=dead_letter)
         reading_ids = [i for r in result.items for i in r.reading_ids]
         found = {f.id: f for f in self.stored(ctx, reading_ids)} if reading_ids else {}
         rejected = {r.index: r for r in result.rejected}
@@ -298,6 +295,17 @@ class ObservationHandler(TableHandler):
                     Written(Found(_minimal(resources[item.index], item.id)), item.status is Outcome.STORED)
                 )
         return Ingested(result, written)
+
+
+def run_pipeline(
+    ctx: Ctx, resources: Sequence[dict[str, Any]], *, channel: str, dead_letter: bool
+) -> IngestResult:
+    """Validated Observations (with their serials: `with_serials`) through the devices pipeline
+    in one call: parse, subject check, normalise, validate, de-duplicate, store, alerts, audit."""
+    who = ctx.submitter() if ctx.submitter is not None else Submitter(ctx.principal, check_scope=True)
+    entries = [fhir_payload.parse_observation(r, i, who.serial) for i, r in enumerate(resources)]
+    entries = check_subjects(ctx, entries, resources)
+    return ingest_entries(ctx.session, entries, channel=channel, submitter=who, dead_letter=dead_letter)
 
 
 def _minimal(resource: dict[str, Any], rid: uuid.UUID | None) -> dict[str, Any]:
