@@ -113,6 +113,29 @@ def test_duplicate_inside_one_batch(fleet: Fleet) -> None:
         assert count(s, Reading) == 2
 
 
+def test_large_batch_with_some_readings_already_stored(fleet: Fleet) -> None:
+    """Readings already stored far into a batch (after several COPY chunks were sent): the batch
+    falls back to insert-if-new, and every reading, stored earlier or not, is in the table once."""
+    base = utcnow() - timedelta(hours=2)
+    readings = [
+        {
+            "device": "SCALE-1",
+            "type": "body_weight",
+            "value": 70,
+            "unit": "kg",
+            "at": (base + timedelta(seconds=i)).isoformat(),
+        }
+        for i in range(2500)
+    ]
+    run(fleet, {"readings": readings[2000:2010]})
+    result = run(fleet, {"readings": readings})
+    statuses = [r.status.value for r in result.items]
+    assert statuses[2000:2010] == ["duplicate"] * 10
+    assert statuses.count("stored") == 2490
+    with Session(fleet.engine) as s:
+        assert count(s, Reading) == 2500
+
+
 def test_same_instant_in_another_zone_is_a_duplicate(fleet: Fleet) -> None:
     when = utcnow().replace(microsecond=0) - timedelta(hours=1)
     base = {"device": "GLU-1", "type": "glucose", "value": 6.1, "unit": "mmol/L"}

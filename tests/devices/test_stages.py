@@ -20,7 +20,7 @@ from medloop.devices.pipeline import (
     resolve,
     to_rows,
 )
-from medloop.devices.types import Accepted, Item, Normalised, Quantity, Reason, Rejected
+from medloop.devices.types import Accepted, Item, Normalised, Quantity, ReadingRow, Reason, Rejected
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -147,9 +147,9 @@ def _accepted(sbp: float, dbp: float, at: datetime = NOW) -> Accepted:
 
 def test_panel_rows_share_panel_id() -> None:
     rows = to_rows(_accepted(128, 82), NOW, "http")
-    assert [r["code"] for r in rows] == ["8480-6", "8462-4"]
-    assert rows[0]["panel_id"] == rows[1]["panel_id"] == reading_id(uuid.UUID(int=1), "85354-9", NOW)
-    assert rows[0]["id"] != rows[1]["id"]
+    assert [r.code for r in rows] == ["8480-6", "8462-4"]
+    assert rows[0].panel_id == rows[1].panel_id == reading_id(uuid.UUID(int=1), "85354-9", NOW)
+    assert [r.id for r in rows] == [reading_id(uuid.UUID(int=1), c, NOW) for c in ("8480-6", "8462-4")]
 
 
 def test_deduplicate_within_submission() -> None:
@@ -158,12 +158,13 @@ def test_deduplicate_within_submission() -> None:
         (1, to_rows(_accepted(128, 82), NOW, "http")),
         (2, to_rows(_accepted(130, 85, NOW + timedelta(minutes=1)), NOW, "http")),
     ]
-    rows, repeats = deduplicate(groups)
+    repeats: set[int] = set()
+    rows = list(deduplicate(groups, repeats))
     assert len(rows) == 4 and repeats == {1}
 
 
-def _row(code: str, value: float, unit: str) -> dict[str, object]:
-    return {"id": uuid.uuid4(), "patient_id": uuid.uuid4(), "code": code, "value": value, "unit": unit}
+def _row(code: str, value: float, unit: str) -> ReadingRow:
+    return ReadingRow(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), code, value, unit, NOW, NOW, None, "http")
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import yaml
 
 from medloop.clinical.codes import measure
 from medloop.devices.models import AlertStatus
+from medloop.devices.types import ReadingRow
 
 RULES_ENV = "MEDLOOP_DEVICE_ALERT_RULES"
 ALERT_NAMESPACE = uuid.UUID("6a4f0f8e-93c1-5d0c-9a53-0c5b2f1f7a10")
@@ -75,26 +76,24 @@ def alert_id(reading_id: uuid.UUID, rule_id: str) -> uuid.UUID:
     return uuid.uuid5(ALERT_NAMESPACE, f"{reading_id}|{rule_id}")
 
 
-def evaluate(
-    rows: Iterable[dict[str, Any]], rules: Iterable[AlertRule], now: datetime
-) -> list[dict[str, Any]]:
+def evaluate(rows: Iterable[ReadingRow], rules: Iterable[AlertRule], now: datetime) -> list[dict[str, Any]]:
     """Stage *evaluate*: alert rows for the stored reading rows that trip a rule."""
     by_code: dict[str, list[AlertRule]] = {}
     for rule in rules:
         by_code.setdefault(rule.code, []).append(rule)
     alerts = []
     for row in rows:
-        for rule in by_code.get(row["code"], ()):
-            if rule.fires(row["value"]):
+        for rule in by_code.get(row.code, ()):
+            if rule.fires(row.value):
                 alerts.append(
                     {
-                        "id": alert_id(row["id"], rule.id),
-                        "patient_id": row["patient_id"],
-                        "reading_id": row["id"],
+                        "id": alert_id(row.id, rule.id),
+                        "patient_id": row.patient_id,
+                        "reading_id": row.id,
                         "rule_id": rule.id,
-                        "code": row["code"],
-                        "value": row["value"],
-                        "unit": row["unit"],
+                        "code": row.code,
+                        "value": row.value,
+                        "unit": row.unit,
                         "severity": rule.severity,
                         "status": AlertStatus.OPEN.value,
                         "created_at": now,

@@ -8,13 +8,14 @@ resource type "Observation"); rejected ones go to the dead-letter table with the
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain, islice
 from typing import Any, cast
 
 from psycopg.errors import UniqueViolation
-from sqlalchemy import MetaData, Table, insert, select, text
+from sqlalchemy import Connection, Table, insert, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 from medloop.auth.audit import record_access
 from medloop.auth.principal import Principal
 from medloop.auth.scope import patient_in_scope
-from medloop.devices import payloads
+from medloop.devices import payloads, pgcopy
 from medloop.devices.alerts import AlertRule, evaluate, load_rules
 from medloop.devices.models import DeadLetter, Device, DeviceAlert, DeviceBinding, Reading
 from medloop.devices.pipeline import (
@@ -34,19 +35,21 @@ from medloop.devices.pipeline import (
     deduplicate,
     gc_paused,
     normalise,
+    reject,
     resolve,
     to_rows,
 )
-from medloop.devices.types import Accepted, Item, Outcome, Reason, Rejected
+from medloop.devices.types import Accepted, Item, Outcome, ReadingRow, Reason, Rejected
 from medloop.people.models import Patient
 from medloop.store.base import utcnow
-from medloop.store.bulk import bulk_insert, copy_rows
+from medloop.store.bulk import bulk_insert
 
 READINGS = cast(Table, Reading.__table__)
 ALERTS = cast(Table, DeviceAlert.__table__)
 DEAD_LETTERS = cast(Table, DeadLetter.__table__)
 READING_COLUMNS = [c.name for c in READINGS.columns]
-_STAGE = Table("reading_stage", MetaData())  # a per-connection temporary table on PostgreSQL
+assert tuple(READING_COLUMNS) == ReadingRow._fields, "ReadingRow must follow the reading table"
+COPY_CHUNK = 500  # rows per write to the COPY stream
 
 
 @dataclass(frozen=True)
@@ -127,29 +130,48 @@ def load_devices(session: Session, serials: Iterable[str]) -> dict[str, DeviceVi
     }
 
 
-def store_readings(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
-    """Stage *store*: insert rows whose id is new; returns the ids actually inserted.
+def copy_readings(conn: Connection, table: str, rows: Iterator[ReadingRow], copied: list[ReadingRow]) -> None:
+    """COPY rows into `table` (reading, or the staging table) in PostgreSQL's binary format, a chunk
+    at a time as `rows` yields them, appending each chunk to `copied` before sending it."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    columns = ", ".join(pgcopy.COLUMNS)
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.write(pgcopy.HEADER)
+        while chunk := list(islice(rows, COPY_CHUNK)):
+            copied.extend(chunk)
+            copy.write(b"".join(pgcopy.encode(chunk)))
+        copy.write(pgcopy.TRAILER)
+
+
+def store_readings(session: Session, rows: Iterable[ReadingRow]) -> list[ReadingRow]:
+    """Stage *store*: insert rows whose id is new; returns the rows actually inserted.
 
     PostgreSQL: COPY straight into the table inside a savepoint (the common case: nothing is a
-    repeat). If any id already exists the COPY fails as a whole, and the rows go through a
-    temporary staging table instead: COPY there, then INSERT … ON CONFLICT DO NOTHING."""
-    if not rows:
-        return set()
+    repeat), consuming `rows` as they come, so that the server checks one chunk while the caller
+    produces the next. If any id already exists the COPY fails as a whole, and the rows go through
+    a temporary staging table instead: COPY there, then INSERT … ON CONFLICT DO NOTHING."""
+    pending = iter(rows)
+    first = next(pending, None)
+    if first is None:
+        return []
+    pending = chain([first], pending)
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        values = [[r[c] for c in READING_COLUMNS] for r in rows]
+        copied: list[ReadingRow] = []
         try:
             with conn.begin_nested():
-                copy_rows(conn, READINGS, READING_COLUMNS, values)
-            return {r["id"] for r in rows}
+                copy_readings(conn, "reading", pending, copied)
+            return copied
         except (IntegrityError, UniqueViolation):
             pass
+        every = copied + list(pending)  # the failed COPY may have stopped before the end
         conn.execute(
             text("CREATE TEMP TABLE IF NOT EXISTS reading_stage (LIKE reading) ON COMMIT DELETE ROWS")
         )
-        copy_rows(conn, _STAGE, READING_COLUMNS, values)
+        copy_readings(conn, "reading_stage", iter(every), [])
         cols = ", ".join(READING_COLUMNS)
-        inserted = (
+        inserted = set(
             conn.execute(
                 text(
                     f"INSERT INTO reading ({cols}) SELECT {cols} FROM reading_stage ORDER BY id "
@@ -160,15 +182,17 @@ def store_readings(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid
             .all()
         )
         conn.execute(text("TRUNCATE reading_stage"))
-        return set(inserted)
-    if conn.dialect.name == "sqlite":
+    elif conn.dialect.name == "sqlite":
+        every = list(pending)
         stmt = sqlite_insert(Reading).on_conflict_do_nothing().returning(Reading.id)
-        return set(conn.execute(stmt, list(rows)).scalars().all())
-    existing = set(session.scalars(select(Reading.id).where(Reading.id.in_([r["id"] for r in rows]))).all())
-    fresh = [r for r in rows if r["id"] not in existing]
-    if fresh:
-        conn.execute(insert(Reading), fresh)
-    return {r["id"] for r in fresh}
+        inserted = set(conn.execute(stmt, [r._asdict() for r in every]).scalars().all())
+    else:
+        every = list(pending)
+        existing = set(session.scalars(select(Reading.id).where(Reading.id.in_([r.id for r in every]))).all())
+        inserted = {r.id for r in every if r.id not in existing}
+        if inserted:
+            conn.execute(insert(Reading), [r._asdict() for r in every if r.id in inserted])
+    return [r for r in every if r.id in inserted]
 
 
 def store_dead_letters(session: Session, rejected: Sequence[Rejected], channel: str, now: datetime) -> int:
@@ -180,40 +204,54 @@ def store_dead_letters(session: Session, rejected: Sequence[Rejected], channel: 
     )
 
 
-def _authorise(accepted: list[Accepted], submitter: Submitter, session: Session) -> list[Accepted | Rejected]:
-    allowed_patients: set[uuid.UUID] | None = None
-    if submitter.check_scope and not submitter.principal.unrestricted:
-        patients = {a.patient_id for a in accepted}
-        allowed_patients = (
-            set(
-                session.scalars(
-                    select(Patient.id).where(
-                        Patient.id.in_(patients),
-                        patient_in_scope(submitter.principal, Patient.__table__.c.id),
-                    )
-                ).all()
+def _patients_allowed(
+    session: Session, submitter: Submitter, devices: dict[str, DeviceView]
+) -> set[uuid.UUID] | None:
+    """The patients of these devices the submitter may submit for; None: no restriction."""
+    if not submitter.check_scope or submitter.principal.unrestricted:
+        return None
+    patients = {patient for device in devices.values() for _start, _end, patient in device.bindings}
+    if not patients:
+        return set()
+    return set(
+        session.scalars(
+            select(Patient.id).where(
+                Patient.id.in_(patients), patient_in_scope(submitter.principal, Patient.__table__.c.id)
             )
-            if patients
-            else set()
-        )
-    out: list[Accepted | Rejected] = []
-    for a in accepted:
-        item = a.reading.item
-        if submitter.device_ids is not None and a.device_id not in submitter.device_ids:
-            out.append(
-                _rejected(item, Reason.FORBIDDEN, "this client may not submit readings for this device")
-            )
-        elif allowed_patients is not None and a.patient_id not in allowed_patients:
-            out.append(
-                _rejected(item, Reason.FORBIDDEN, "the device's patient is outside your facility scope")
-            )
-        else:
-            out.append(a)
-    return out
+        ).all()
+    )
 
 
-def _rejected(item: Item, reason: Reason, detail: str) -> Rejected:
-    return Rejected(item.index, item.format, item.raw, item.device_serial, reason, detail)
+def _authorise(
+    accepted: Accepted, submitter: Submitter, allowed: set[uuid.UUID] | None
+) -> Accepted | Rejected:
+    item = accepted.reading.item
+    if submitter.device_ids is not None and accepted.device_id not in submitter.device_ids:
+        return reject(item, Reason.FORBIDDEN, "this client may not submit readings for this device")
+    if allowed is not None and accepted.patient_id not in allowed:
+        return reject(item, Reason.FORBIDDEN, "the device's patient is outside your facility scope")
+    return accepted
+
+
+def _accept(
+    item: Item,
+    now: datetime,
+    skew: timedelta,
+    devices: dict[str, DeviceView],
+    submitter: Submitter,
+    allowed: set[uuid.UUID] | None,
+) -> Accepted | Rejected:
+    """Stages normalise and validate for one reading; the first that refuses it gives the reason."""
+    if submitter.serial is not None and item.device_serial != submitter.serial:
+        return reject(item, Reason.SERIAL_MISMATCH, "the reading names another device than the sender")
+    normalised = normalise(item)
+    if isinstance(normalised, Rejected):
+        return normalised
+    refused = check_plausible(normalised) or check_not_future(normalised, now, skew)
+    if refused is not None:
+        return refused
+    resolved = resolve(normalised, devices)
+    return resolved if isinstance(resolved, Rejected) else _authorise(resolved, submitter, allowed)
 
 
 def ingest(
@@ -269,47 +307,35 @@ def _run(
     skew: timedelta,
     dead_letter: bool,
 ) -> IngestResult:
-    results: dict[int, ItemResult] = {}
-    rejected: list[Rejected] = []
-    valid = []
-    for entry in entries:
-        if (
-            isinstance(entry, Item)
-            and submitter.serial is not None
-            and entry.device_serial != submitter.serial
-        ):
-            entry = _rejected(
-                entry, Reason.SERIAL_MISMATCH, "the reading names another device than the sender"
-            )
-        if isinstance(entry, Item):
-            norm = normalise(entry)
-            checked = (
-                norm
-                if isinstance(norm, Rejected)
-                else (check_plausible(norm) or check_not_future(norm, now, skew) or norm)
-            )
-            entry = checked if isinstance(checked, Rejected) else entry
-            if not isinstance(checked, Rejected):
-                valid.append(checked)
-        if isinstance(entry, Rejected):
-            rejected.append(entry)
-    devices = load_devices(session, (n.item.device_serial for n in valid if n.item.device_serial))
-    resolved = [resolve(n, devices) for n in valid]
-    accepted = [a for a in resolved if isinstance(a, Accepted)]
-    rejected.extend(r for r in resolved if isinstance(r, Rejected))
-    authorised = _authorise(accepted, submitter, session)
-    accepted = [a for a in authorised if isinstance(a, Accepted)]
-    rejected.extend(r for r in authorised if isinstance(r, Rejected))
+    items = [e for e in entries if isinstance(e, Item)]
+    rejected = [e for e in entries if isinstance(e, Rejected)]
+    devices = load_devices(session, (i.device_serial for i in items if i.device_serial))
+    allowed = _patients_allowed(session, submitter, devices)
+    groups: list[tuple[int, list[ReadingRow]]] = []  # (item index, its rows) of accepted readings
 
-    groups = [(a.reading.item.index, to_rows(a, now, channel)) for a in accepted]
-    rows, repeats = deduplicate(groups)
-    inserted = store_readings(session, rows)
+    def accepted_groups() -> Iterator[tuple[int, list[ReadingRow]]]:
+        # Lazy: the store stage pulls readings through normalise and validate while it sends
+        # the rows of the previous ones to the database.
+        for item in items:
+            checked = _accept(item, now, skew, devices, submitter, allowed)
+            if isinstance(checked, Rejected):
+                rejected.append(checked)
+            else:
+                groups.append((item.index, to_rows(checked, now, channel)))
+                yield groups[-1]
+
+    repeats: set[int] = set()
+    stored_rows = store_readings(session, deduplicate(accepted_groups(), repeats))
+    unique_rows = sum(len(group) for index, group in groups if index not in repeats)
+    # None: every unique row was new (the common case: no need to look ids up)
+    inserted = None if len(stored_rows) == unique_rows else {r.id for r in stored_rows}
+    results: dict[int, ItemResult] = {}
     for index, group in groups:
-        ids = [r["id"] for r in group]
-        stored = index not in repeats and ids[0] in inserted  # a panel's rows are inserted together
+        ids = [r.id for r in group]
+        # a panel's rows are inserted together
+        stored = index not in repeats and (inserted is None or ids[0] in inserted)
         status = Outcome.STORED if stored else Outcome.DUPLICATE
-        results[index] = ItemResult(index, status, group[0]["panel_id"] or ids[0], ids)
-    stored_rows = [r for r in rows if r["id"] in inserted]
+        results[index] = ItemResult(index, status, group[0].panel_id or ids[0], ids)
     alerts = evaluate(stored_rows, rules if rules is not None else load_rules(), now)
     if alerts:
         bulk_insert(session.connection(), ALERTS, alerts, on_conflict_ignore=True)
@@ -319,7 +345,7 @@ def _run(
             submitter.principal,
             "create",
             "Observation",
-            sorted({r["patient_id"] for r in stored_rows}),
+            sorted({r.patient_id for r in stored_rows}),
             detail={"channel": channel, "readings": len(stored_rows)},
         )
     dead = store_dead_letters(session, rejected, channel, now) if dead_letter and rejected else 0

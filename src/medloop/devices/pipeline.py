@@ -21,8 +21,8 @@ import orjson
 
 from medloop.clinical.codes import codebook
 from medloop.clinical.plausibility import check_panel
-from medloop.clinical.units import UnitError, converter
-from medloop.devices.types import Accepted, Item, Normalised, Quantity, Reason, Rejected
+from medloop.clinical.units import Affine, UnitError, converter
+from medloop.devices.types import Accepted, Item, Normalised, Quantity, ReadingRow, Reason, Rejected
 
 READING_NAMESPACE = uuid.UUID("0b8f5a3e-6c2d-5e4a-8f1b-7d9c3e2a1b40")
 DEFAULT_CLOCK_SKEW = timedelta(minutes=5)
@@ -42,39 +42,72 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _reject(item: Item, reason: Reason, detail: str) -> Rejected:
+def reject(item: Item, reason: Reason, detail: str) -> Rejected:
     return Rejected(item.index, item.format, item.raw, item.device_serial, reason, detail)
 
 
 # --- normalise --------------------------------------------------------------------------------
 
 
-def normalise(item: Item) -> Normalised | Rejected:
-    """Map codes to canonical LOINC and convert values to canonical UCUM units."""
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How to normalise readings sent with one combination of codes and units."""
+
+    code: str  # canonical LOINC of the reading (a panel code for panels)
+    parts: tuple[tuple[str, Affine, str], ...]  # per component as sent: LOINC, conversion, UCUM unit
+
+
+class _Refused(Exception):
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def _make_plan(code: str, parts: tuple[tuple[str, str], ...]) -> _Plan:
+    """Raises `_Refused` for an unknown code or unit, or components that do not make the measure."""
     book = codebook()
-    found = book.by_key.get(item.code.lower())
+    found = book.by_key.get(code.lower())
     if found is None:
-        return _reject(item, Reason.UNKNOWN_CODE, f"unknown measure code {item.code!r}")
+        raise _Refused(Reason.UNKNOWN_CODE, f"unknown measure code {code!r}")
     expected = found.components or (found.loinc,)
-    quantities = []
-    for code, value, unit in item.components:
-        part = book.by_key.get(code.lower())
+    planned = []
+    for part_code, unit in parts:
+        part = book.by_key.get(part_code.lower())
         if part is None:
-            return _reject(item, Reason.UNKNOWN_CODE, f"unknown measure code {code!r}")
+            raise _Refused(Reason.UNKNOWN_CODE, f"unknown measure code {part_code!r}")
         if part.loinc not in expected:
-            return _reject(item, Reason.UNKNOWN_CODE, f"{part.loinc} is not part of {found.loinc}")
+            raise _Refused(Reason.UNKNOWN_CODE, f"{part.loinc} is not part of {found.loinc}")
         assert part.unit is not None
         try:
-            value = converter(unit, part.unit, part.mg_dl_per_mmol_l)(value)
+            planned.append((part.loinc, converter(unit, part.unit, part.mg_dl_per_mmol_l), part.unit))
         except UnitError as exc:
-            return _reject(item, Reason.UNKNOWN_UNIT, f"{part.loinc}: {exc}")
-        quantities.append(Quantity(part.loinc, value, part.unit))
-    missing = set(expected) - {q.code for q in quantities}
-    if missing or len(quantities) != len(expected):
-        return _reject(
-            item, Reason.MALFORMED, f"{found.loinc} needs exactly the components {', '.join(expected)}"
-        )
-    return Normalised(item, found.loinc, tuple(quantities))
+            raise _Refused(Reason.UNKNOWN_UNIT, f"{part.loinc}: {exc}") from None
+    missing = set(expected) - {loinc for loinc, _, _ in planned}
+    if missing or len(planned) != len(expected):
+        raise _Refused(Reason.MALFORMED, f"{found.loinc} needs exactly the components {', '.join(expected)}")
+    return _Plan(found.loinc, tuple(planned))
+
+
+# Plans are cached for the spellings devices really send (short ones; refusals are not cached).
+_cached_plan = lru_cache(maxsize=1024)(_make_plan)
+_CACHED_SPELLING = 40
+
+
+def normalise(item: Item) -> Normalised | Rejected:
+    """Map codes to canonical LOINC and convert values to canonical UCUM units."""
+    parts = tuple((code, unit) for code, _value, unit in item.components)
+    short = len(item.code) <= _CACHED_SPELLING and all(
+        len(code) <= _CACHED_SPELLING and len(unit) <= _CACHED_SPELLING for code, unit in parts
+    )
+    try:
+        plan = (_cached_plan if short else _make_plan)(item.code, parts)
+    except _Refused as refused:
+        return reject(item, refused.reason, refused.detail)
+    quantities = tuple(
+        Quantity(loinc, convert(value), unit)
+        for (loinc, convert, unit), (_code, value, _unit) in zip(plan.parts, item.components, strict=True)
+    )
+    return Normalised(item, plan.code, quantities)
 
 
 # --- validate ---------------------------------------------------------------------------------
@@ -82,14 +115,14 @@ def normalise(item: Item) -> Normalised | Rejected:
 
 def check_plausible(reading: Normalised) -> Rejected | None:
     reason = check_panel({q.code: q.value for q in reading.quantities})
-    return _reject(reading.item, Reason.IMPLAUSIBLE, reason) if reason else None
+    return reject(reading.item, Reason.IMPLAUSIBLE, reason) if reason else None
 
 
 def check_not_future(
     reading: Normalised, now: datetime, skew: timedelta = DEFAULT_CLOCK_SKEW
 ) -> Rejected | None:
     if reading.item.effective_at > now + skew:
-        return _reject(
+        return reject(
             reading.item,
             Reason.FUTURE,
             f"effective time is in the future beyond the {int(skew.total_seconds())} s clock-skew allowance",
@@ -123,15 +156,15 @@ def resolve(reading: Normalised, devices: dict[str, DeviceView]) -> Accepted | R
     """The device must be registered and active, and bound to a patient at the effective time."""
     item = reading.item
     if item.device_serial is None:
-        return _reject(item, Reason.UNKNOWN_DEVICE, "no device serial in the reading")
+        return reject(item, Reason.UNKNOWN_DEVICE, "no device serial in the reading")
     device = devices.get(item.device_serial)
     if device is None:
-        return _reject(item, Reason.UNKNOWN_DEVICE, "device is not registered")
+        return reject(item, Reason.UNKNOWN_DEVICE, "device is not registered")
     if not device.active:
-        return _reject(item, Reason.INACTIVE_DEVICE, "device is deactivated")
+        return reject(item, Reason.INACTIVE_DEVICE, "device is deactivated")
     patient = device.patient_at(item.effective_at)
     if patient is None:
-        return _reject(item, Reason.UNBOUND, "device was not bound to a patient at the effective time")
+        return reject(item, Reason.UNBOUND, "device was not bound to a patient at the effective time")
     return Accepted(reading, device.id, patient)
 
 
@@ -154,47 +187,51 @@ def _text(device_id: uuid.UUID) -> str:
     return str(device_id)
 
 
+def _id_name(device_id: uuid.UUID, effective_at: datetime) -> tuple[str, str]:
+    """The name a reading's id is derived from is head + LOINC code + tail."""
+    return f"{_text(device_id)}|", f"|{effective_at.astimezone(UTC).isoformat(timespec='microseconds')}"
+
+
 def reading_id(device_id: uuid.UUID, code: str, effective_at: datetime) -> uuid.UUID:
     """Deterministic: the same measurement always gets the same id, however often it arrives."""
-    return _uuid5(f"{device_id}|{code}|{effective_at.astimezone(UTC).isoformat(timespec='microseconds')}")
+    head, tail = _id_name(device_id, effective_at)
+    return _uuid5(head + code + tail)
 
 
-def to_rows(accepted: Accepted, received_at: datetime, channel: str) -> list[dict[str, Any]]:
+def to_rows(accepted: Accepted, received_at: datetime, channel: str) -> list[ReadingRow]:
     """Reading rows (one per quantity; panel components share the panel's id as panel_id)."""
     reading = accepted.reading
     at = reading.item.effective_at.astimezone(UTC)
-    key = f"{_text(accepted.device_id)}|{{}}|{at.isoformat(timespec='microseconds')}"
-    panel_id = _uuid5(key.format(reading.code)) if len(reading.quantities) > 1 else None
+    head, tail = _id_name(accepted.device_id, at)
+    panel_id = _uuid5(head + reading.code + tail) if len(reading.quantities) > 1 else None
+    patient_id, device_id = accepted.patient_id, accepted.device_id
     return [
-        {
-            "id": _uuid5(key.format(q.code)),
-            "patient_id": accepted.patient_id,
-            "device_id": accepted.device_id,
-            "code": q.code,
-            "value": q.value,
-            "unit": q.unit,
-            "effective_at": at,
-            "received_at": received_at,
-            "panel_id": panel_id,
-            "channel": channel,
-        }
+        ReadingRow(
+            _uuid5(head + q.code + tail),
+            patient_id,
+            device_id,
+            q.code,
+            q.value,
+            q.unit,
+            at,
+            received_at,
+            panel_id,
+            channel,
+        )
         for q in reading.quantities
     ]
 
 
-def deduplicate(groups: Iterable[tuple[int, list[dict[str, Any]]]]) -> tuple[list[dict[str, Any]], set[int]]:
-    """Drop repeats within one submission. `groups` are (item index, rows); returns the unique rows
-    and the indexes of items that repeated an earlier item."""
+def deduplicate(groups: Iterable[tuple[int, list[ReadingRow]]], repeats: set[int]) -> Iterator[ReadingRow]:
+    """Drop repeats within one submission, lazily. `groups` are (item index, rows); yields the rows
+    of first occurrences and adds the indexes of items that repeat an earlier item to `repeats`."""
     seen: set[uuid.UUID] = set()
-    rows: list[dict[str, Any]] = []
-    repeats: set[int] = set()
     for index, group in groups:
-        if group[0]["id"] in seen:
+        if group[0].id in seen:
             repeats.add(index)
             continue
-        seen.update(r["id"] for r in group)
-        rows.extend(group)
-    return rows, repeats
+        seen.update(r.id for r in group)
+        yield from group
 
 
 def dead_letter_id(rejected: Rejected) -> uuid.UUID:

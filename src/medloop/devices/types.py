@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Reason(StrEnum):
@@ -67,6 +67,21 @@ class Accepted:
     reading: Normalised
     device_id: uuid.UUID
     patient_id: uuid.UUID
+
+
+class ReadingRow(NamedTuple):
+    """One row of the `reading` table, its fields in the table's column order."""
+
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    device_id: uuid.UUID
+    code: str  # canonical LOINC
+    value: float  # in `unit`
+    unit: str  # canonical UCUM
+    effective_at: datetime  # UTC
+    received_at: datetime
+    panel_id: uuid.UUID | None  # the panel's id, shared by its components
+    channel: str
 
 
 class Outcome(StrEnum):
