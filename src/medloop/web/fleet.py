@@ -8,13 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Select, func, select, true, union
 from sqlalchemy.orm import Session
 
 from medloop.auth.principal import Principal
 from medloop.auth.scope import patient_in_scope
 from medloop.devices.models import DeadLetter, DeadLetterStatus, Device, DeviceBinding, Reading
+from medloop.people.models import Patient, PatientIdentifier
 from medloop.store.base import utcnow
+from medloop.web.scope import for_aggregates
 
 ONLINE_WITHIN = timedelta(minutes=10)
 RATE_MINUTES = 60
@@ -42,15 +44,32 @@ class Fleet:
     computed_at: datetime
 
 
-def _visible_devices(session: Session, principal: Principal) -> list[tuple[uuid.UUID, str, str, str]]:
-    stmt = select(Device.id, Device.serial, Device.kind, Device.model).where(Device.active.is_(True))
-    if principal.scope is not None:
-        bound = select(DeviceBinding.device_id).where(
-            DeviceBinding.end_at.is_(None),
-            patient_in_scope(principal, DeviceBinding.__table__.c.patient_id),
+SMALL_SCOPE = 50  # facilities: up to this, a restricted user's devices are found from their patients
+
+
+def _visible_devices(principal: Principal) -> Select[uuid.UUID]:
+    """The ids of the active devices the principal sees: for a restricted user, those bound to a
+    patient in their scope (`patient_in_scope` decides). For a small scope the bindings are looked
+    up from the patients the rule can admit (of the scope's facilities, or holding one of their
+    medical record numbers) instead of checking every binding of the region."""
+    if principal.scope is None:
+        return select(Device.id.label("device_id")).where(Device.active.is_(True))
+    binding = DeviceBinding.__table__.c
+    stmt = (
+        select(binding.device_id)
+        .join(Device, Device.id == binding.device_id)
+        .where(
+            Device.active.is_(True), binding.end_at.is_(None), patient_in_scope(principal, binding.patient_id)
         )
-        stmt = stmt.where(Device.id.in_(bound))
-    return [tuple(r) for r in session.execute(stmt).all()]  # type: ignore[misc]
+    )
+    if len(principal.scope) <= SMALL_SCOPE:
+        scope = list(principal.scope)
+        candidates = union(
+            select(Patient.id).where(Patient.home_facility_id.in_(scope)),
+            select(PatientIdentifier.patient_id).where(PatientIdentifier.organisation_id.in_(scope)),
+        )
+        stmt = stmt.where(binding.patient_id.in_(candidates))
+    return stmt.distinct()
 
 
 def minute_of(column: Any, dialect: str) -> Any:
@@ -60,39 +79,52 @@ def minute_of(column: Any, dialect: str) -> Any:
 
 
 def build_fleet(session: Session, principal: Principal, now: datetime | None = None) -> Fleet:
+    """Everything about the last hour is read from the readings received in it (an index range on
+    `received_at`), never from a device's whole history: the devices heard from in the hour are
+    listed first, newest first; the list is filled up to MAX_LISTED with the other devices by
+    serial, whose last reading is looked up one device at a time."""
     now = now or utcnow()
-    devices = _visible_devices(session, principal)
-    ids = [d[0] for d in devices]
+    visible = _visible_devices(for_aggregates(session, principal)).subquery()
+    total = session.scalar(select(func.count()).select_from(visible)) or 0
     hour_ago = now - timedelta(minutes=RATE_MINUTES)
-    seen: dict[uuid.UUID, tuple[datetime | None, int]] = {}
+    heard = {
+        device_id: (last, int(n))
+        for device_id, last, n in session.execute(
+            select(Reading.device_id, func.max(Reading.received_at), func.count())
+            .where(Reading.received_at >= hour_ago, Reading.device_id.in_(select(visible.c.device_id)))
+            .group_by(Reading.device_id)
+        ).all()
+    }
     minutes = [(hour_ago + timedelta(minutes=i + 1)).strftime("%Y-%m-%dT%H:%M") for i in range(RATE_MINUTES)]
     counts = dict.fromkeys(minutes, 0)
-    if ids:
-        recent = func.sum(case((Reading.received_at >= hour_ago, 1), else_=0))
-        for device_id, last, n in session.execute(
-            select(Reading.device_id, func.max(Reading.received_at), recent)
-            .where(Reading.device_id.in_(ids))
-            .group_by(Reading.device_id)
-        ).all():
-            seen[device_id] = (last, int(n or 0))
+    if heard:
         minute = minute_of(Reading.received_at, session.get_bind().dialect.name)
         for m, n in session.execute(
             select(minute, func.count())
-            .where(Reading.device_id.in_(ids), Reading.received_at >= hour_ago)
+            .where(Reading.received_at >= hour_ago, Reading.device_id.in_(list(heard)))
             .group_by(minute)
         ).all():
             if m in counts:
                 counts[m] += int(n)
-    rows = []
-    for device_id, serial, kind, model in devices:
-        last, n = seen.get(device_id, (None, 0))
-        rows.append(DeviceRow(serial, kind, model, last, n, last is not None and now - last <= ONLINE_WITHIN))
-    rows.sort(key=lambda r: (r.last_seen is None, -(r.last_seen.timestamp() if r.last_seen else 0), r.serial))
-    letters = dead_letter_reasons(session, principal, [d[1] for d in devices])
+    listed = sorted(heard, key=lambda d: heard[d][0], reverse=True)[:MAX_LISTED]
+    rows = _device_rows(session, listed, heard, now)
+    if len(rows) < MAX_LISTED:
+        others = (
+            select(Device.id)
+            .where(
+                Device.id.in_(select(visible.c.device_id)),
+                Device.id.not_in(list(heard)) if heard else true(),
+            )
+            .order_by(Device.serial)
+            .limit(MAX_LISTED - len(rows))
+        )
+        rows += _device_rows(session, list(session.scalars(others)), heard, now)
+    serials = select(Device.serial).where(Device.id.in_(select(visible.c.device_id)))
+    letters = dead_letter_reasons(session, principal, serials)
     return Fleet(
-        total=len(rows),
-        online=sum(r.online for r in rows),
-        devices=rows[:MAX_LISTED],
+        total=total,
+        online=sum(1 for last, _ in heard.values() if now - last <= ONLINE_WITHIN),
+        devices=rows,
         per_minute={"minutes": minutes, "readings": [counts[m] for m in minutes]},
         dead_letters=letters,
         dead_letters_total=sum(n for _, n in letters),
@@ -100,7 +132,38 @@ def build_fleet(session: Session, principal: Principal, now: datetime | None = N
     )
 
 
-def dead_letter_reasons(session: Session, principal: Principal, serials: list[str]) -> list[tuple[str, int]]:
+def _device_rows(
+    session: Session,
+    ids: list[uuid.UUID],
+    heard: dict[uuid.UUID, tuple[datetime, int]],
+    now: datetime,
+) -> list[DeviceRow]:
+    """The rows of these devices, in this order; the last reading of those not heard from in the
+    last hour is looked up (the newest of each device's readings)."""
+    if not ids:
+        return []
+    last_reading = (
+        select(func.max(Reading.received_at)).where(Reading.device_id == Device.id).scalar_subquery()
+    )
+    found = {
+        r[0]: r
+        for r in session.execute(
+            select(Device.id, Device.serial, Device.kind, Device.model, last_reading).where(
+                Device.id.in_(ids)
+            )
+        ).all()
+    }
+    out = []
+    for device_id in ids:
+        _, serial, kind, model, last = found[device_id]
+        n = heard.get(device_id, (None, 0))[1]
+        out.append(DeviceRow(serial, kind, model, last, n, last is not None and now - last <= ONLINE_WITHIN))
+    return out
+
+
+def dead_letter_reasons(
+    session: Session, principal: Principal, serials: Select[str]
+) -> list[tuple[str, int]]:
     """Open dead letters by reason: all of them for admins and programme managers (the rejected
     messages of unknown devices included), else those of the viewer's devices."""
     stmt = select(DeadLetter.reason, func.count()).where(DeadLetter.status == DeadLetterStatus.OPEN)

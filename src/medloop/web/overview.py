@@ -33,6 +33,7 @@ from medloop.devices.models import AlertStatus, DeviceAlert
 from medloop.network.models import Organisation
 from medloop.people.models import Patient
 from medloop.programs.models import KpiValue
+from medloop.web.scope import for_aggregates
 
 TREND_MONTHS = 12
 CACHE_SECONDS = 30.0
@@ -331,7 +332,7 @@ def build_overview(
         level = "district"
     period, refreshed = latest_period(session)
     per_facility = facility_kpis(session, period, [o.code for o in orgs]) if period else {}
-    alerts = open_alert_counts(session, principal, [o.id for o in orgs])
+    alerts = open_alert_counts(session, for_aggregates(session, principal), [o.id for o in orgs])
     figures = [
         FacilityFigures(
             o.id,
