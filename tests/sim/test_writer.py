@@ -4,6 +4,7 @@ hashed; re-running is idempotent; a different region needs --replace."""
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -98,6 +99,42 @@ def test_rerun_is_idempotent_and_a_different_region_needs_replace(engine: Engine
     assert count(engine, Patient) == 700
     assert count(engine, PatientIdentifier) == 700
     assert count(engine, Organisation) == FACILITIES + 5
+
+
+def test_a_write_failing_midway_leaves_nothing(engine: Engine, tmp_path: Path) -> None:
+    """A national ID already in the database (here: person 1,500, in the second chunk) is refused;
+    neither the database nor the Parquet table keeps anything of the run."""
+    frame = pl.concat(list(generate(2_000, 9, region=build_region(FACILITIES, 9))))
+    value_key = hash_identifier(frame["national_id"][1_500], KEY)
+    org, patient = uuid.uuid4(), uuid.uuid4()
+    with Session(engine) as s:
+        s.add(
+            Organisation(
+                id=org, code="ELSEWHERE", name="elsewhere", tier="primary", province_code="110000",
+                city_code="110100", district_code="110101", latitude=39.9, longitude=116.4,
+            )
+        )  # fmt: skip
+        s.flush()
+        s.add(
+            Patient(
+                id=patient, family_name="A", given_name="B", name="AB", sex="F", birth_date=date(1970, 1, 1),
+                province_code="110000", city_code="110100", district_code="110101", home_facility_id=org,
+            )
+        )  # fmt: skip
+        s.flush()
+        s.add(PatientIdentifier(patient_id=patient, system="national-id", value_key=value_key, display="x"))
+        s.commit()
+    out = tmp_path / "population.parquet"
+    with pytest.raises(RegionError, match="refused"):
+        build_region_outputs(
+            2_000, FACILITIES, 9, engine=engine, identifier_key=KEY, out=out, chunk_size=1_000
+        )
+    assert (count(engine, Patient), count(engine, PatientIdentifier), count(engine, Organisation)) == (
+        1,
+        1,
+        1,
+    )
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
 
 
 def test_missing_schema_is_a_clear_error(tmp_path: Path) -> None:

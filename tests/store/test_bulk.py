@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 import pytest
 from sqlalchemy import Connection, Engine, Table, delete, text
+from sqlalchemy.exc import IntegrityError
 
 from medloop.network.models import Organisation
 from medloop.people.models import Patient
@@ -115,4 +116,13 @@ def test_insert_frame_refuses_what_it_cannot_store(engine: Engine) -> None:
             insert_frame(conn, ORG, naive)
         with pytest.raises(TypeError, match="as text"):
             insert_frame(conn, ORG, frame.with_columns(pl.lit(1).alias("id")))
+        conn.rollback()
+
+
+def test_insert_frame_raises_sqlalchemys_exceptions(engine: Engine) -> None:
+    frame = _frame(ORG, ORGS)
+    with engine.connect() as conn:
+        insert_frame(conn, ORG, frame)
+        with pytest.raises(IntegrityError):
+            insert_frame(conn, ORG, frame.slice(1, 1))
         conn.rollback()

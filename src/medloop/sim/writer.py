@@ -13,14 +13,16 @@ from __future__ import annotations
 import gc
 import json
 import os
+import queue
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -50,6 +52,10 @@ from medloop.store.bulk import bulk_insert, insert_frame
 from medloop.store.engine import make_engine
 
 log = get_logger(__name__)
+
+_T = TypeVar("_T")
+# `stream(prepare, write)` of `build_region_outputs`: generate (and prepare) in the background, write here.
+_Stream = Callable[[Callable[[pl.DataFrame], Any] | None, Callable[[Any], None] | None], None]
 
 # Identifier row ids are the patient's id with one byte of the seed-derived bits flipped (see
 # `identifier_ids`).
@@ -225,8 +231,8 @@ def identifier_ids(person_ids: pl.Series) -> pl.Series:
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a chunk's rows are built and inserted: hundreds of
-    thousands of live containers (and no cycles) make its repeated scans a large cost."""
+    """Pause the cyclic garbage collector while the rows are built and inserted: hundreds of
+    thousands of short-lived containers (and no cycles) make its repeated scans a large cost."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -234,6 +240,47 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+_END = object()
+
+
+def _in_background(items: Iterator[_T], ahead: int = 1) -> Generator[_T, None, None]:
+    """Iterate `items` on a background thread, at most `ahead` items ahead of the consumer, so that
+    producing the next item overlaps with consuming this one (NumPy, Polars, Parquet compression and
+    the database drivers release the GIL for most of their work). Exceptions of the producer are
+    raised here; closing this iterator (use `contextlib.closing`) stops and joins the thread."""
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def put(value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item,)):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="sim-generate", daemon=True)
+    thread.start()
+    try:
+        while (value := handoff.get()) is not _END:
+            if isinstance(value, BaseException):
+                raise value
+            yield value[0]
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _table(model: type[Base]) -> Table:
@@ -331,28 +378,35 @@ def build_region_outputs(
     summary = RegionSummary(people=people, facilities=facilities, seed=seed, as_of=as_of)
     for f in region.facilities:
         summary.tiers[f.tier] = summary.tiers.get(f.tier, 0) + 1
-    frames: Iterator[pl.DataFrame] = generate(people, seed, chunk_size, region=region, as_of=as_of)
     sink = ParquetSink(out) if out is not None else None
     if sink is not None:
         summary.parquet_path = str(out)
 
-    def stream(write_chunk: Callable[[pl.DataFrame], None] | None) -> None:
+    def stream(prepare: Callable[[pl.DataFrame], _T] | None, write: Callable[[_T], None] | None) -> None:
+        """Generate the people, and `prepare` each chunk's rows, on a background thread one chunk
+        ahead of this one, which writes the Parquet table and `write`s to the database."""
+
+        def chunks() -> Iterator[tuple[pl.DataFrame, _T | None]]:
+            for frame in generate(people, seed, chunk_size, region=region, as_of=as_of):
+                yield frame, (prepare(frame) if prepare is not None else None)
+
         ok = False
         try:
-            for frame in frames:
-                if sink is not None:
-                    sink.write(frame)
-                if write_chunk is not None:
-                    write_chunk(frame)
-                if on_chunk is not None:
-                    on_chunk(frame.height)
+            with _gc_paused(), closing(_in_background(chunks())) as items:
+                for frame, rows in items:
+                    if sink is not None:
+                        sink.write(frame)
+                    if write is not None and rows is not None:
+                        write(rows)
+                    if on_chunk is not None:
+                        on_chunk(frame.height)
             ok = True
         finally:
             if sink is not None:
                 sink.close(ok)
 
     if engine is None and database_url is None:
-        stream(None)
+        stream(None, None)
     else:
         if not identifier_key:
             raise RegionError("an identifier key is needed to hash national IDs")
@@ -386,7 +440,7 @@ def _write_database(
     identifier_key: str,
     replace: bool,
     summary: RegionSummary,
-    stream: Callable[[Callable[[pl.DataFrame], None] | None], None],
+    stream: _Stream,
 ) -> None:
     first = next(generate(1, seed, region=region, as_of=as_of), None) if people else None
     first_id = str(first["person_id"][0]) if first is not None else None
@@ -402,7 +456,7 @@ def _write_database(
             existing = _region_facility_ids(conn, region.city_code)
             if existing and _is_same_region(conn, region, existing, people, first_id):
                 summary.status = "already present"
-                stream(None)  # the Parquet table is still written when asked for
+                stream(None, None)  # the Parquet table is still written when asked for
                 return
             if existing and not replace:
                 raise RegionError(
@@ -416,14 +470,15 @@ def _write_database(
                 conn, _table(Organisation), organisation_rows(region, now)
             )
 
-            def write_chunk(frame: pl.DataFrame) -> None:
-                with _gc_paused():
-                    patients = patient_frame(frame, region, now)
-                    summary.patients_written += insert_frame(conn, _table(Patient), patients)
-                    identifiers = identifier_frame(frame, identifier_key)
-                    summary.identifiers_written += insert_frame(conn, _table(PatientIdentifier), identifiers)
+            def prepare(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+                return patient_frame(frame, region, now), identifier_frame(frame, identifier_key)
 
-            stream(write_chunk)
+            def write(rows: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+                patients, identifiers = rows
+                summary.patients_written += insert_frame(conn, _table(Patient), patients)
+                summary.identifiers_written += insert_frame(conn, _table(PatientIdentifier), identifiers)
+
+            stream(prepare, write)
             with Session(bind=conn) as session:
                 record_access(
                     session,

@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
 if TYPE_CHECKING:  # Polars is imported by the functions that need it (command start-up stays fast)
@@ -149,16 +150,25 @@ def insert_frame(conn: Connection, table: Table, frame: pl.DataFrame) -> int:
     assert raw is not None
     cols = ", ".join(f'"{c}"' for c in frame.columns)
     if dialect == "postgresql":
-        data = io.BytesIO()
-        stored.write_csv(data, include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S.%6f%:z")
-        with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN (FORMAT csv)') as copy:
-            copy.write(data.getbuffer())
-        return frame.height
-    sql = f'INSERT INTO "{table.name}" ({cols}) VALUES ({", ".join("?" * frame.width)})'
-    cursor = raw.cursor()
+        statement = f'COPY "{table.name}" ({cols}) FROM STDIN (FORMAT csv)'
+    else:
+        statement = f'INSERT INTO "{table.name}" ({cols}) VALUES ({", ".join("?" * frame.width)})'
+    dbapi_error: type[Exception] = conn.dialect.loaded_dbapi.Error
     try:
-        for start in range(0, stored.height, _SQLITE_SLICE_ROWS):
-            cursor.executemany(sql, stored.slice(start, _SQLITE_SLICE_ROWS).rows())
-    finally:
-        cursor.close()
+        if dialect == "postgresql":
+            data = io.BytesIO()
+            stored.write_csv(data, include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S.%6f%:z")
+            with raw.cursor() as cur, cur.copy(statement) as copy:
+                copy.write(data.getbuffer())
+        else:
+            cursor = raw.cursor()
+            try:
+                for start in range(0, stored.height, _SQLITE_SLICE_ROWS):
+                    cursor.executemany(statement, stored.slice(start, _SQLITE_SLICE_ROWS).rows())
+            finally:
+                cursor.close()
+    except dbapi_error as exc:  # the same exceptions as through SQLAlchemy (e.g. IntegrityError), no values
+        raise DBAPIError.instance(
+            statement, None, exc, dbapi_error, hide_parameters=True, dialect=conn.dialect
+        ) from exc
     return frame.height
