@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -14,6 +15,7 @@ from medloop.auth.principal import system_principal
 from medloop.programs import kpi as kpi_values
 from medloop.programs import service
 from medloop.store.base import utcnow
+from medloop.web import pages
 from medloop.web.overview import overview_cache
 from tests.web.conftest import Activity, login
 from tests.web.test_pages import kpi
@@ -128,3 +130,13 @@ def test_fleet_figures(web_client: TestClient) -> None:
     assert re.search(r'data-reason="unknown_unit">.*?data-value="2"', html, re.S)
     data = web_client.get("/web/devices.json").json()
     assert data["total"] == 1 and sum(data["per_minute"]["readings"]) == 2
+
+
+def test_overview_pages_its_facilities_table(web_client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pages, "FACILITY_ROWS", 4)
+    login(web_client, "admin")
+    first = web_client.get("/web/").text
+    assert len(re.findall(r'<tr data-facility="', first)) == 4 and 'rel="next"' in first
+    second = web_client.get("/web/?page=2").text
+    assert len(re.findall(r'<tr data-facility="', second)) == 2 and 'rel="prev"' in second
+    assert kpi(second, "facilities") == "6"  # the figures are the whole page's, not the table page's

@@ -15,12 +15,14 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from medloop.auth.audit import record_access
 from medloop.auth.deps import DbSession
 from medloop.auth.models import Role
 from medloop.auth.principal import Principal
+from medloop.auth.scope import patient_in_scope
 from medloop.errors import BadRequest
 from medloop.programs import mdt, referrals, service, worklist
-from medloop.programs.models import MdtStatus, Timepoint
+from medloop.programs.models import MdtCase, MdtStatus, Timepoint
 from medloop.store.base import utcnow
 from medloop.web import lang
 from medloop.web.render import PageRoute, render
@@ -44,9 +46,16 @@ def programme_course(session: Session, principal: Principal, patient_id: uuid.UU
         else []
     )
     refs, _ = referrals.search_referrals(session, principal, limit=50, offset=0, patient_id=patient_id)
-    cases = [
-        c for c in mdt.search_cases(session, principal, limit=200, offset=0)[0] if c.patient_id == patient_id
-    ]
+    cases = list(
+        session.scalars(
+            select(MdtCase)
+            .where(MdtCase.patient_id == patient_id, patient_in_scope(principal, MdtCase.patient_id))
+            .order_by(MdtCase.created_at, MdtCase.id)
+            .limit(50)
+        )
+    )  # this patient's only (mdt.search_cases has no patient filter: it would read every case in scope)
+    if cases:
+        record_access(session, principal, "search", "MdtCase", [patient_id], detail={"view": "timeline"})
     return {
         "enrolments": enrolments,
         "timepoints": timepoints,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -39,6 +40,7 @@ OVERVIEW_ROLES = (Role.PROGRAMME_MANAGER, Role.CLINICIAN, Role.SCREENER)
 PATIENT_READERS = (Role.CLINICIAN, Role.SCREENER, Role.PROGRAMME_MANAGER)
 SCREENING_ROLES = (Role.SCREENER, Role.PROGRAMME_MANAGER)
 FLEET_ROLES = (Role.PROGRAMME_MANAGER, Role.CLINICIAN)
+FACILITY_ROWS = 100  # per page of the overview's facilities table (the map shows them all)
 
 
 @root_router.get("/")
@@ -120,6 +122,7 @@ def overview(
     web: CurrentWeb,
     district: str | None = Query(None, max_length=12),
     facility: str | None = Query(None, max_length=40),
+    page: int = Query(1, ge=1, le=100_000),
 ) -> Response:
     web.principal.require_role(*OVERVIEW_ROLES)
     scope_key = None if web.principal.scope is None else frozenset(web.principal.scope)
@@ -149,7 +152,25 @@ def overview(
             "lon",
         ),
     }
-    return render(request, "overview.html", {"o": data, "k": data.totals, "chart": chart, "alerts": alerts})
+    first = (page - 1) * FACILITY_ROWS
+    rows = data.facilities[first : first + FACILITY_ROWS]
+    pages = {
+        "first": first + 1,
+        "last": first + len(rows),
+        "total": len(data.facilities),
+        "previous": _page_link(request, page - 1) if page > 1 else None,
+        "next": _page_link(request, page + 1) if first + FACILITY_ROWS < len(data.facilities) else None,
+    }
+    return render(
+        request,
+        "overview.html",
+        {"o": data, "k": data.totals, "rows": rows, "pages": pages, "chart": chart, "alerts": alerts},
+    )
+
+
+def _page_link(request: Request, page: int) -> str:
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "page"] + [("page", str(page))]
+    return f"{request.url.path}?{urlencode(query)}"
 
 
 # --- patient timeline --------------------------------------------------------------------------
