@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Request, Response, status
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from medloop.auth.audit import record_access
 from medloop.auth.deps import CurrentPrincipal, DbSession, bearer_token, current_principal
@@ -47,17 +48,20 @@ PROBLEM_JSON = "application/problem+json"
 router = APIRouter(prefix="/api/v1", tags=["devices"])
 
 
-async def json_body(request: Request) -> Any:
-    body = await request.body()
+async def raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+RawBody = Annotated[bytes, Depends(raw_body)]
+
+
+def decode_json(body: bytes) -> Any:
     if not body.strip():
         raise BadRequest("request body is empty; send JSON")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
-
-
-JsonBody = Annotated[Any, Depends(json_body)]
 
 
 def submitter(request: Request, session: DbSession) -> Submitter:
@@ -101,13 +105,16 @@ def _ingest(
 
 
 @router.post("/readings", responses={200: {"description": "Per-reading outcomes"}, 413: {}, 422: {}})
-def post_readings(session: DbSession, who: SubmitterDep, doc: JsonBody) -> Response:
+def post_readings(session: DbSession, who: SubmitterDep, raw: RawBody) -> Response:
     """A batch of readings (compact JSON, Open mHealth data points, FHIR Observations or a Bundle),
     up to 10,000. Good readings are stored, bad ones reported per item and dead-lettered. 200 if
     anything was accepted (stored or already stored), else 422 with the same per-item report."""
-    with gc_paused():
-        entries = _parse(doc, who)
-    result = _ingest(session, entries, who, "http")
+    with gc_paused():  # from decoding the body to encoding the response (see gc_paused)
+        return _post_readings(session, who, raw)
+
+
+def _post_readings(session: Session, who: Submitter, raw: bytes) -> Response:
+    result = _ingest(session, _parse(decode_json(raw), who), who, "http")
     body = {**result.summary(), "items": [r.as_dict() for r in result.items]}
     if result.count(Outcome.REJECTED) == len(result.items):
         problem = {

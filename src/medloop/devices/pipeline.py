@@ -88,24 +88,28 @@ def _make_plan(code: str, parts: tuple[tuple[str, str], ...]) -> _Plan:
     return _Plan(found.loinc, tuple(planned))
 
 
-# Plans are cached for the spellings devices really send (short ones; refusals are not cached).
-_cached_plan = lru_cache(maxsize=1024)(_make_plan)
-_CACHED_SPELLING = 40
+_PlanKey = tuple[str, tuple[tuple[str, str], ...]]  # code as sent, (component code, unit) as sent
+_plans: dict[_PlanKey, _Plan] = {}  # for the spellings devices really send
+_MAX_PLANS, _MAX_CACHED_UNIT = 4096, 40
 
 
 def normalise(item: Item) -> Normalised | Rejected:
     """Map codes to canonical LOINC and convert values to canonical UCUM units."""
-    parts = tuple((code, unit) for code, _value, unit in item.components)
-    short = len(item.code) <= _CACHED_SPELLING and all(
-        len(code) <= _CACHED_SPELLING and len(unit) <= _CACHED_SPELLING for code, unit in parts
-    )
-    try:
-        plan = (_cached_plan if short else _make_plan)(item.code, parts)
-    except _Refused as refused:
-        return reject(item, refused.reason, refused.detail)
+    key = (item.code, tuple([(code, unit) for code, _value, unit in item.components]))
+    plan = _plans.get(key)
+    if plan is None:
+        try:
+            plan = _make_plan(*key)
+        except _Refused as refused:
+            return reject(item, refused.reason, refused.detail)
+        # Known codes are short; a unit is known after stripping, so only padded ones are long.
+        if len(_plans) < _MAX_PLANS and all(len(unit) <= _MAX_CACHED_UNIT for _code, unit in key[1]):
+            _plans[key] = plan
     quantities = tuple(
-        Quantity(loinc, convert(value), unit)
-        for (loinc, convert, unit), (_code, value, _unit) in zip(plan.parts, item.components, strict=True)
+        [
+            Quantity(loinc, convert(value), unit)
+            for (loinc, convert, unit), (_code, value, _unit) in zip(plan.parts, item.components, strict=True)
+        ]
     )
     return Normalised(item, plan.code, quantities)
 
