@@ -14,7 +14,12 @@ RESULT_PARAMS = [
     ("_count", "number", "Page size (default 20, at most 1000)"),
     ("_offset", "number", "Paging position (used in the next/previous links)"),
     ("_sort", "string", "Sort by the parameters listed per type; '-' for descending"),
-    ("_total", "token", "'none' skips counting"),
+    (
+        "_total",
+        "token",
+        "'none' skips counting; 'estimate' (the default) counts up to 10,000 matches and leaves "
+        "Bundle.total out beyond; 'accurate' always counts",
+    ),
     ("_summary", "token", "'count' returns only the total"),
 ]
 OPERATIONS = [

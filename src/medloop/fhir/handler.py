@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, Select, func, select
 from medloop.auth.scope import patient_in_scope
 from medloop.errors import NotFound, Problem, Unprocessable
 from medloop.fhir.common import Ctx, NotSupported, parse_uuid
-from medloop.fhir.search import Param, Query, date_param, id_param
+from medloop.fhir.search import COUNT_LIMIT, Param, Query, date_param, id_param
 from medloop.people.models import Patient
 
 EXPORT_BATCH = 2000
@@ -176,8 +176,12 @@ class TableHandler(Handler):
     def search(self, ctx: Ctx, query: Query) -> Page:
         stmt = self.filtered(ctx, query)
         total = None
-        if query.total or query.summary_count:
-            total = ctx.session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+        if query.summary_count or query.total != "none":
+            limit = None if query.summary_count or query.total == "accurate" else COUNT_LIMIT + 1
+            matches = stmt.order_by(None).limit(limit).subquery()
+            total = ctx.session.scalar(select(func.count()).select_from(matches)) or 0
+            if limit is not None and total >= limit:
+                total = None  # more than COUNT_LIMIT: not counted further (ask for _total=accurate)
         if query.summary_count or query.count == 0:
             return Page([], total)
         order: list[ColumnElement[Any]] = []

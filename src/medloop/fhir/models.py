@@ -6,7 +6,9 @@
   (patient, date, status) and into `fhir_token` rows (code, category, identifier, ...).
 - `fhir_bulk_job`: asynchronous bulk export and import requests (kick-off, progress, manifest).
 - An index on `reading.panel_id`, so an Observation that is a panel (a blood-pressure reading)
-  is found by its id in one index look-up.
+  is found by its id in one index look-up; and one on `reading (effective_at, code)` for the
+  searches that name no patient: `date`, `code` + `date`, `_sort=-date` (newest first, read
+  backwards from the index). Searches by patient use `ix_reading_patient_code_effective`.
 """
 
 from __future__ import annotations
@@ -76,3 +78,4 @@ class BulkJob(Base):
 
 # Observations that are panels are read by their panel id (see medloop.fhir.resources.observation).
 Index("ix_reading_panel_id", Reading.__table__.c.panel_id)
+Index("ix_reading_effective_code", Reading.__table__.c.effective_at, Reading.__table__.c.code)

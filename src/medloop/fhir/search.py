@@ -26,6 +26,10 @@ RESULT_PARAMS = frozenset(
     {"_count", "_offset", "_sort", "_include", "_total", "_summary", "_format", "_pretty"}
 )
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
+# Bundle.total without `_total=accurate`: counted up to this many matches; beyond, left out
+# (counting millions of rows costs seconds, and a total is never a guess).
+COUNT_LIMIT = 10_000
+TOTALS = ("none", "estimate", "accurate")
 
 # A builder turns the OR-list of one parameter occurrence into one SQL condition.
 Builder = Callable[[list[str], str], ColumnElement[bool]]
@@ -47,7 +51,7 @@ class Query:
     offset: int = 0
     sort: list[tuple[str, bool]] = field(default_factory=list)  # (parameter, descending)
     include: list[str] = field(default_factory=list)
-    total: bool = True
+    total: str = "estimate"  # none | estimate (counted up to COUNT_LIMIT) | accurate
     summary_count: bool = False
     used: list[tuple[str, str]] = field(default_factory=list)  # as echoed in Bundle.link self
     ignored: list[str] = field(default_factory=list)
@@ -124,7 +128,9 @@ def _result_param(
         query.include.append(value)
         query.used.append((key, value))
     elif key == "_total":
-        query.total = value != "none"
+        if value not in TOTALS:
+            raise BadRequest(f"_total must be one of {', '.join(TOTALS)}")
+        query.total = value
     elif key == "_summary":
         query.summary_count = value == "count"
         if value == "count":
