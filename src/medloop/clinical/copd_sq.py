@@ -13,6 +13,7 @@ from medloop.clinical.scoring import (
     banded,
     bmi,
     define,
+    enum_points,
     model_data,
     outside,
     points,
@@ -32,7 +33,7 @@ def score() -> pl.Expr:
     pack_years = (
         pl.when(_never_smoked() & pl.col("pack_years").is_null()).then(0.0).otherwise(pl.col("pack_years"))
     )
-    dyspnea = pl.col("dyspnea").replace_strict(POINTS["dyspnea"], default=None, return_dtype=pl.Int32)
+    dyspnea = enum_points("dyspnea", POINTS["dyspnea"])
     return (
         banded(pl.col("age"), POINTS["age"], "points")
         + banded(pack_years, POINTS["pack_years"], "points")

@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import polars as pl
 
-from medloop.clinical.scoring import Categories, Model, Outcome, Stage, banded, define, model_data
+from medloop.clinical.scoring import (
+    Categories,
+    Model,
+    Outcome,
+    Stage,
+    banded,
+    define,
+    enum_points,
+    model_data,
+)
 
 DOC = model_data("heart")
 POINTS = DOC["points"]
@@ -25,8 +34,8 @@ def score() -> pl.Expr:
         .otherwise(banded(count, POINTS["risk_factors"], "points"))
     )
     return (
-        pl.col("heart_history").replace_strict(POINTS["history"], default=None, return_dtype=pl.Int32)
-        + pl.col("heart_ecg").replace_strict(POINTS["ecg"], default=None, return_dtype=pl.Int32)
+        enum_points("heart_history", POINTS["history"])
+        + enum_points("heart_ecg", POINTS["ecg"])
         + banded(pl.col("age"), POINTS["age"], "points")
         + risk_factors
         + banded(pl.col("troponin_ratio"), POINTS["troponin"], "points")

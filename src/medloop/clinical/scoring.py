@@ -184,6 +184,13 @@ def banded(x: pl.Expr, bands: Sequence[Mapping[str, Any]], key: str, dtype: Any 
     return result
 
 
+def enum_points(name: str, points: Mapping[str, float]) -> pl.Expr:
+    """The points of each value of the enum input `name`; null where it is missing or not allowed.
+    A lookup by the enum's codes (its values in order, then INVALID): a gather, not a text match."""
+    table = [points.get(value) for value in FIELDS[name].values] + [None]
+    return pl.lit(pl.Series(table, dtype=pl.Int32)).gather(pl.col(name).to_physical())
+
+
 def bmi() -> pl.Expr:
     """Body-mass index (kg/m²) from weight_kg and height_cm."""
     metres = pl.col("height_cm") / 100.0
@@ -306,10 +313,17 @@ def _compile(model: Model, with_bad: frozenset[str], with_null: frozenset[str]) 
         .otherwise(0)
     )
     score_col, category_col, flags_col, reasons_col = model.columns()
+    # A model without a score or without flags gets a constant column, not a pass over the rows.
+    score = pl.when(ok).then(pl.col(t["score"])) if out.score is not None else pl.lit(None, dtype=pl.Float64)
+    flags = (
+        pl.lit(built.flags).gather(pl.when(ok).then(pl.col(t["flags"])).otherwise(0))
+        if out.flags
+        else pl.lit(None, dtype=built.flags.dtype)
+    )
     stage3 = (
-        pl.when(ok).then(pl.col(t["score"])).alias(score_col),
+        score.alias(score_col),
         pl.lit(built.categories).gather(status).alias(category_col),
-        pl.lit(built.flags).gather(pl.when(ok).then(pl.col(t["flags"])).otherwise(0)).alias(flags_col),
+        flags.alias(flags_col),
         pl.lit(built.reasons).gather(reason).alias(reasons_col),
     )
     return _Compiled(built.kept, stage1, stage2, stage3)

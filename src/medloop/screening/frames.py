@@ -306,16 +306,18 @@ class FrameWriter:
         if self.format == "parquet":
             table = frame.to_arrow()
             if self._parquet is None:
-                # The key (first column) is unique: no dictionary, no compression, no statistics.
-                # Text columns have few distinct values: dictionary-encoded, with statistics.
+                # Written for speed (the writer is a large part of a run): the key (first column)
+                # is unique and numbers hardly compress, so both are stored plain and uncompressed;
+                # text columns have few distinct values: dictionary-encoded, LZ4. No statistics
+                # (they cost a third of the writer's time and a results file is read whole).
                 key = frame.columns[0]
                 texts = [f.name for f in table.schema if not pa.types.is_floating(f.type) and f.name != key]
                 self._parquet = pq.ParquetWriter(
                     self.partial,
                     table.schema,
-                    compression={c: "none" if c == key else "lz4" for c in frame.columns},
+                    compression={c: "lz4" if c in texts else "none" for c in frame.columns},
                     use_dictionary=texts,
-                    write_statistics=texts,
+                    write_statistics=False,
                 )
             self._parquet.write_table(table)
         else:

@@ -23,6 +23,7 @@ from medloop.screening.engine import (
     Summary,
     local_results,
     make_plan,
+    read_ahead,
     select_models,
 )
 from medloop.screening.frames import FrameWriter, InputError, Source, open_source
@@ -59,7 +60,9 @@ def _results(
     options: ScreenOptions, source: Source, plan: Plan, stack: ExitStack, db: DatabasePopulation | None
 ) -> Iterator[pl.DataFrame]:
     if options.engine == "local":
-        return local_results(source, plan, options.batch_rows, prepare=db.prepare if db else None)
+        if db:  # completing rows from the patient records uses the session: one thread
+            return local_results(source, plan, options.batch_rows, prepare=db.prepare)
+        return read_ahead(local_results(source, plan, options.batch_rows))
     from distributed import Client, LocalCluster
 
     from medloop.screening.dask_runner import dask_results
