@@ -255,8 +255,9 @@ def load_search_table(engine: Engine, observations: int, patients: int) -> list[
     """`observations` Observations over `patients` new patients, generated on the server (INSERT …
     SELECT generate_series, no API, no Python per row): every other one a BP panel (two rows), the
     rest heart rates, one every few seconds over the last five years, patients interleaved as
-    readings arrive. The reading table's secondary indexes are dropped for the load and built
-    again afterwards (from their own definitions), then the table is analysed."""
+    readings arrive. The reading table's secondary indexes and foreign keys are dropped for the load
+    and made again afterwards from their own definitions (keys checked then, in one pass), then
+    the table is analysed."""
     with Session(engine) as s:
         org_id = s.scalar(text("select id from organisation limit 1"))
         device_id = s.scalar(text("select id from device limit 1"))
@@ -275,14 +276,22 @@ def load_search_table(engine: Engine, observations: int, patients: int) -> list[
         )  # fmt: skip
         conn.execute(text("CREATE TABLE bench_patient (k int PRIMARY KEY, id uuid NOT NULL)"))
         copy_rows(conn, Table("bench_patient", MetaData()), ["k", "id"], enumerate(pids))
+        constraints = conn.execute(
+            text(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = 'reading'::regclass AND contype = 'f'"
+            )
+        ).all()
         indexes = conn.execute(
             text(
                 "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'reading' "
-                "AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE contype = 'p')"
+                "AND indexname NOT IN (SELECT conname FROM pg_constraint)"
             )
         ).all()
         for name, _ in indexes:
             conn.execute(text(f'DROP INDEX "{name}"'))
+        for name, _ in constraints:
+            conn.execute(text(f'ALTER TABLE reading DROP CONSTRAINT "{name}"'))
     step = timedelta(days=5 * 365) / observations
     panel = ", ".join(f"('{code}', {value}, '{unit}', true)" for code, value, unit in PANEL_ROWS)
     insert = text(
@@ -308,6 +317,8 @@ def load_search_table(engine: Engine, observations: int, patients: int) -> list[
             )  # fmt: skip
     loaded = time.perf_counter() - started
     with engine.begin() as conn:
+        for name, definition in constraints:
+            conn.execute(text(f'ALTER TABLE reading ADD CONSTRAINT "{name}" {definition}'))
         for _, definition in indexes:
             conn.execute(text(definition))
         conn.execute(text("DROP TABLE bench_patient"))
