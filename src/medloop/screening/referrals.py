@@ -92,33 +92,41 @@ class Referrals:
         }
 
     def of(self, results: pl.DataFrame) -> pl.DataFrame:
-        parts = [self._rule(rule, results) for rule in self.rules]
-        frame = pl.concat(parts) if parts else pl.DataFrame(schema=self.schema())
-        # One referral per person and capability (both lung-screening models may send to LDCT).
-        return frame.unique(subset=[self.key, "capability"], keep="first", maintain_order=True)
+        """The referrals of a batch of results: rule by rule, each in input order. One referral per
+        person and capability: a rule skips the people an earlier rule already sends there (both
+        lung-screening models may send to LDCT)."""
+        parts = []
+        referred: dict[str, pl.Expr] = {}  # capability → who an earlier rule sends there
+        for rule in self.rules:
+            hit = pl.col(f"{rule.model}_category") == rule.category
+            earlier = referred.get(rule.capability)
+            referred[rule.capability] = hit if earlier is None else earlier | hit
+            who = results.filter(hit if earlier is None else hit & ~earlier)
+            parts.append(self._rule(rule, who))
+        return pl.concat(parts) if parts else pl.DataFrame(schema=self.schema())
 
-    def _rule(self, rule: Rule, results: pl.DataFrame) -> pl.DataFrame:
-        who = results.filter(pl.col(f"{rule.model}_category") == rule.category)
+    def _rule(self, rule: Rule, who: pl.DataFrame) -> pl.DataFrame:
         facilities = self.capable[rule.capability]
-        codes: list[str | None] = [None] * who.height
-        names: list[str | None] = [None] * who.height
-        km = np.full(who.height, np.nan)
+        facility: list[pl.Expr] = [pl.lit(None, dtype=pl.String)] * 2
+        distance: pl.Expr = pl.lit(None, dtype=pl.Float64)
         if self.routable and facilities and who.height:
             lat = who.get_column("latitude").cast(pl.Float64).fill_null(np.nan).to_numpy()
             lon = who.get_column("longitude").cast(pl.Float64).fill_null(np.nan).to_numpy()
             index, km = nearest(facilities, lat, lon)
-            codes = [facilities[i].code if i >= 0 else None for i in index]
-            names = [facilities[i].name if i >= 0 else None for i in index]
-        return pl.DataFrame(
-            {
-                self.key: who.get_column(self.key).cast(pl.String),
-                "action": [rule.action] * who.height,
-                "capability": [rule.capability] * who.height,
-                "model": [rule.model] * who.height,
-                "category": [rule.category] * who.height,
-                "facility_code": codes,
-                "facility_name": names,
-                "distance_km": pl.Series(km, dtype=pl.Float64).fill_nan(None),
-            },
-            schema=self.schema(),
+            at = pl.lit(pl.Series(index))
+            at = pl.when(at >= 0).then(at)  # null where the place is unknown
+            facility = [
+                pl.lit(pl.Series([getattr(f, attribute) for f in facilities], dtype=pl.String)).gather(at)
+                for attribute in ("code", "name")
+            ]
+            distance = pl.lit(pl.Series(km, dtype=pl.Float64)).fill_nan(None)
+        return who.select(
+            pl.col(self.key).cast(pl.String),
+            pl.lit(rule.action).alias("action"),
+            pl.lit(rule.capability).alias("capability"),
+            pl.lit(rule.model).alias("model"),
+            pl.lit(rule.category).alias("category"),
+            facility[0].alias("facility_code"),
+            facility[1].alias("facility_name"),
+            distance.alias("distance_km"),
         )
