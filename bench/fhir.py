@@ -1,17 +1,21 @@
 """FHIR benchmark, on PostgreSQL (MEDLOOP_TEST_PG_URL, an admin URL: a scratch database is created
-and dropped). Every figure is printed against a baseline measured in the same run:
+and dropped). Every write figure is printed against a baseline measured in the same run:
 
 1. Observation create throughput (blood-pressure panels, two reading rows each), three ways, each
    against a raw PostgreSQL COPY of the same number of reading rows into the same table:
    a. single creates: POST /fhir/Observation, one resource per request (in-process ASGI client);
    b. transaction Bundles of 100 Observations: POST /fhir;
-   c. bulk NDJSON import (`medloop fhir import` / $import: the devices pipeline per chunk, whose
-      store stage is COPY into a staging table). Target: ≥ 30 % of raw COPY.
-2. Search p95 over a large observation table (`--observations N` rows, loaded by COPY):
-   GET /fhir/Observation?patient=…&code=85354-9&date=ge…&_count=20 for random patients.
+   c. bulk NDJSON import (`medloop fhir import` / $import: every line validated, then the devices
+      pipeline per chunk, whose store stage is COPY). Target: ≥ 30 % of raw COPY.
+2. Search latency (p50, p95) over `--observations N` Observations (BP panels and heart rates of
+   `--patients` patients over five years), generated on the server by INSERT … SELECT
+   generate_series (not through the API: this part measures queries): seven common searches
+   (patient + code + date, patient + date or patient alone sorted by -date, code + date with and
+   without _sort=-date, a first page, _sort=-date), as an admin and as a facility-scoped clinician.
+   `--explain` prints the EXPLAIN ANALYZE of each search's SQL.
 
-    python bench/fhir.py                          # 1,000,000 observation rows for the search
-    python bench/fhir.py --observations 10000000  # the issue's figure (takes a while)
+    python bench/fhir.py                          # 1,000,000 observations for the search
+    python bench/fhir.py --observations 10000000  # the issue's figure
 """
 
 from __future__ import annotations
