@@ -280,7 +280,7 @@ def transaction(ctx: Ctx, entries: list[Entry], strict: bool) -> Outcome:
             pending_obs.clear()
 
         for entry in ordered:
-            if entry.resource is not None:
+            if entry.resource is not None and resolved:
                 entry.resource = _rewrite(entry.resource, resolved)
             if _is_observation_create(entry) and not (entry.depends - resolved.keys()):
                 pending_obs.append(entry)
