@@ -95,15 +95,18 @@ def _text(kind: str, value: str) -> bool:
         return len(value) <= MAX_STRING and _ASCII_URI.fullmatch(value) is not None
     if kind == "id":
         return _ID.fullmatch(value) is not None
-    if kind == "dateTime":
-        if _DATE_TIME.fullmatch(value) is None or value.startswith("0000"):
-            return False
-        try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))  # a real calendar date
-        except ValueError:
-            return False
-        return True
     raise ValueError(kind)
+
+
+def _date_time(value: Any) -> bool:
+    """Not cached: date-times rarely repeat."""
+    if type(value) is not str or _DATE_TIME.fullmatch(value) is None or value.startswith("0000"):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))  # a real calendar date
+    except ValueError:
+        return False
+    return True
 
 
 def _decimal(value: Any) -> bool:
@@ -116,7 +119,7 @@ def _boolean(value: Any) -> bool:
     return value is True or value is False
 
 
-TEXT_TYPES = ("string", "code", "uri", "id", "dateTime")
+TEXT_TYPES = ("string", "code", "uri", "id")
 # Element -> (type, is an array), per complex type; only the elements of the common shape.
 SHAPES: dict[str, dict[str, tuple[str, bool]]] = {
     "Observation": {
@@ -188,6 +191,8 @@ def _checker(type_name: str, key: str, kind: str, many: bool) -> Check:
     one: Check
     if kind in TEXT_TYPES:
         one = partial(_typed_text, kind)
+    elif kind == "dateTime":
+        one = _date_time
     elif kind == "decimal":
         one = _decimal
     elif kind == "boolean":
