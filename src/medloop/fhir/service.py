@@ -103,7 +103,8 @@ def _include(ctx: Ctx, result: SearchResult, param: str) -> None:
         ids = {r.rpartition("/")[2] for r in refs if r.startswith(f"{target.type}/")}
     if ids:
         # through the target's own search: the same facility scope applies to what is included
-        page = target.search(ctx, _query(target, [("_id", ",".join(sorted(ids))), ("_count", "1000")], True))
+        items = [("_id", ",".join(sorted(ids))), ("_count", "1000"), ("_total", "none")]
+        page = target.search(ctx, _query(target, items, True))
         result.included.extend(page.found)
 
 
@@ -144,7 +145,7 @@ def conditional_match(ctx: Ctx, handler: Handler, criteria: str) -> Found | None
     items = parse_qsl(criteria.partition("?")[2] if "?" in criteria else criteria, keep_blank_values=True)
     if not items:
         raise BadRequest("If-None-Exist needs search criteria, e.g. identifier=system|value")
-    page = handler.search(ctx, _query(handler, [*items, ("_count", "2")], True))
+    page = handler.search(ctx, _query(handler, [*items, ("_count", "2"), ("_total", "none")], True))
     if len(page.found) > 1:
         raise PreconditionFailed(f"If-None-Exist matches more than one {handler.type}")
     return page.found[0] if page.found else None
