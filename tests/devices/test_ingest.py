@@ -113,6 +113,31 @@ def test_duplicate_inside_one_batch(fleet: Fleet) -> None:
         assert count(s, Reading) == 2
 
 
+def test_stored_rows_read_back_as_sent(fleet: Fleet) -> None:
+    """What the store stage writes (binary COPY on PostgreSQL) reads back field for field."""
+    at = (utcnow() - timedelta(minutes=30)).replace(microsecond=123456)
+    doc = {
+        "readings": [
+            {"device": "BP-1", "type": "blood_pressure", "systolic": 16.0, "diastolic": 10.7, "unit": "kPa"},
+            {"device": "GLU-1", "type": "glucose", "value": 112, "unit": "mg/dL"},
+        ]
+    }
+    for reading in doc["readings"]:
+        reading["at"] = at.isoformat()
+    result = run(fleet, doc)
+    with Session(fleet.engine) as s:
+        stored = {r.code: r for r in s.scalars(select(Reading))}
+    assert set(stored) == {"8480-6", "8462-4", "14771-0"}
+    sbp, dbp, glucose = stored["8480-6"], stored["8462-4"], stored["14771-0"]
+    assert sbp.panel_id == dbp.panel_id == result.items[0].id and glucose.panel_id is None
+    assert [r.id for r in (sbp, dbp)] == result.items[0].reading_ids
+    assert (sbp.unit, glucose.unit, sbp.channel) == ("mm[Hg]", "mmol/L", "http")
+    assert abs(sbp.value - 120.01) < 0.01 and abs(dbp.value - 80.26) < 0.01
+    assert abs(glucose.value - 112 / 18.016) < 1e-9
+    assert sbp.effective_at == glucose.effective_at == at
+    assert sbp.patient_id == fleet.world.patients["alice"].id
+
+
 def test_large_batch_with_some_readings_already_stored(fleet: Fleet) -> None:
     """Readings already stored far into a batch (after several COPY chunks were sent): the batch
     falls back to insert-if-new, and every reading, stored earlier or not, is in the table once."""
