@@ -14,6 +14,12 @@ from medloop.fhir.mapping.network import GroupHandler, LocationHandler, Organiza
 from medloop.fhir.mapping.observation import ObservationHandler
 from medloop.fhir.mapping.patient import PatientHandler
 from medloop.fhir.mapping.practitioner import PractitionerHandler, PractitionerRoleHandler
+from medloop.fhir.mapping.programs import (
+    CarePlanHandler,
+    EncounterHandler,
+    ServiceRequestHandler,
+    TaskHandler,
+)
 from medloop.fhir.mapping.stored import SPECS, StoredHandler
 
 
@@ -30,6 +36,10 @@ def handlers() -> dict[str, Handler]:
         ObservationHandler(),
         RiskAssessmentHandler(),
         AuditEventHandler(),
+        CarePlanHandler(),
+        TaskHandler(),
+        ServiceRequestHandler(),
+        EncounterHandler(),
         *(StoredHandler(spec) for spec in SPECS),
     ]
     return {h.type: h for h in sorted(table, key=lambda h: h.type)}

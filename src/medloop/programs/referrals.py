@@ -61,6 +61,8 @@ FHIR_STATUS = {
     ReferralStatus.REVOKED: "revoked",
 }
 EXT = "https://medloop.dev/fhir/StructureDefinition"
+CAPABILITY_SYSTEM = "https://medloop.dev/CodeSystem/capability"
+TASK_IDENTIFIER_SYSTEM = "https://medloop.dev/programme-task"
 
 
 def referral_id(task_row_id: uuid.UUID) -> uuid.UUID:
@@ -292,15 +294,17 @@ def service_request(r: Referral) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "id": str(r.id),
-        "identifier": [{"system": "https://medloop.dev/programme-task", "value": str(r.task_id)}],
+        "identifier": [{"system": TASK_IDENTIFIER_SYSTEM, "value": str(r.task_id)}],
+        "basedOn": [{"reference": f"CarePlan/{r.enrolment_id}"}],
         "status": FHIR_STATUS[ReferralStatus(r.status)],
         "intent": "order",
         "priority": "urgent" if r.priority == "urgent" else "routine",
         "category": [{"text": f"{r.programme} referral ({r.direction})"}],
         "code": {
-            "coding": [{"system": "https://medloop.dev/CodeSystem/capability", "code": r.capability}],
+            "coding": [{"system": CAPABILITY_SYSTEM, "code": r.capability}],
             "text": r.reason,
         },
+        "reasonCode": [{"text": r.reason}],
         "subject": {"reference": f"Patient/{r.patient_id}"},
         "authoredOn": r.authored_at.isoformat(),
         "requester": {"reference": f"Organization/{r.requester_id}"},

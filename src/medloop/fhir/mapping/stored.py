@@ -58,38 +58,6 @@ SPECS = (
         {"questionnaire": "questionnaire", "identifier": "identifier"},
         "Answers to questionnaires (e.g. screening questionnaires).",
     ),
-    Spec(
-        "Encounter",
-        "subject",
-        ("period.start",),
-        ("status", "status"),
-        {"class": "class", "type": "type", "identifier": "identifier"},
-        "Visits (stored as FHIR until the programmes module maps its visits).",
-    ),
-    Spec(
-        "CarePlan",
-        "subject",
-        ("period.start", "created"),
-        ("status", "status"),
-        {"category": "category", "intent": "intent", "identifier": "identifier"},
-        "Care plans (stored as FHIR until the programmes module maps its enrolments).",
-    ),
-    Spec(
-        "Task",
-        "for",
-        ("authoredOn", "executionPeriod.start"),
-        ("status", "status"),
-        {"code": "code", "intent": "intent", "business-status": "businessStatus", "identifier": "identifier"},
-        "Tasks (stored as FHIR until the programmes module maps its tasks).",
-    ),
-    Spec(
-        "ServiceRequest",
-        "subject",
-        ("occurrenceDateTime", "authoredOn"),
-        ("status", "status"),
-        {"code": "code", "category": "category", "intent": "intent", "identifier": "identifier"},
-        "Referrals and orders (stored as FHIR until the programmes module maps its referrals).",
-    ),
 )
 
 
