@@ -1,6 +1,7 @@
 """Writing a synthetic region: the Parquet population table and, optionally, the database
-(organisations, patients and their national-ID identifiers) through `store.bulk.bulk_insert`
-(COPY on PostgreSQL), in one transaction, chunk by chunk.
+(organisations, patients and their national-ID identifiers) in one transaction, chunk by chunk. The
+rows are built column-wise as Polars frames and written by `store.bulk.insert_frame` (CSV COPY on
+PostgreSQL, the driver's executemany on SQLite), while a background thread generates the next chunk.
 
 Re-running: the simulated region is recognised by its made-up city code. If the database already
 holds exactly this region (same seed, facility count, people and reference date), nothing is written
