@@ -7,8 +7,8 @@ month, with the months before it as trends; the page says which month and when i
 A set of facilities is read as the fewest whole units that make it up (a region, a district, else
 facilities), so a region-wide page reads one unit's rows, and counts, numerators and denominators
 add up over the units while rates are recomputed from the sums; a median is shown only where it is
-one unit's own. The one live figure is the count of open device alerts (indexed, a few thousand
-rows at most), filtered through `patient_in_scope`.
+one unit's own. The one live figure is a facility's count of open device alerts (at facility
+level: index lookups from its patients), filtered through `patient_in_scope`.
 
 Aggregates only: no patient-level rows leave these queries. They are cached for a short time per
 scope and filter: a dashboard is looked at by many people at once."""
@@ -18,12 +18,12 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from medloop.auth.audit import record_access
@@ -33,7 +33,6 @@ from medloop.devices.models import AlertStatus, DeviceAlert
 from medloop.network.models import Organisation
 from medloop.people.models import Patient
 from medloop.programs.models import KpiValue
-from medloop.web.scope import for_aggregates
 
 TREND_MONTHS = 12
 CACHE_SECONDS = 30.0
@@ -41,17 +40,23 @@ TIER_ORDER = ("tertiary_hub", "secondary", "primary", "village_clinic", "mobile_
 HYPERTENSION = "hypertension"
 CHEST_PAIN = "chest_pain"
 
-# The KPI rows the overview reads: indicator → programme (None: every programme, added up).
-INDICATORS: dict[str, str | None] = {
-    "screening_coverage": "screening",
-    "enrolled": None,
-    "bp_controlled": HYPERTENSION,
-    "missed_visits": HYPERTENSION,
-    "lost_to_follow_up": HYPERTENSION,
-    "referral_completion": None,
-    "door_to_balloon_median_minutes": CHEST_PAIN,
+# The overview's KPI figures, each the sum of one part of one indicator's rows (programme None:
+# every programme's): field of `Kpis` → (indicator, part, programme).
+FIGURES: dict[str, tuple[str, str, str | None]] = {
+    "eligible": ("screening_coverage", "denominator", "screening"),
+    "screened": ("screening_coverage", "numerator", "screening"),
+    "enrolled": ("enrolled", "value", None),
+    "cohort": ("bp_controlled", "denominator", HYPERTENSION),
+    "controlled": ("bp_controlled", "numerator", HYPERTENSION),
+    "missed_visits": ("missed_visits", "numerator", HYPERTENSION),
+    "lost_to_follow_up": ("lost_to_follow_up", "numerator", HYPERTENSION),
+    "referrals": ("referral_completion", "denominator", None),
+    "referrals_completed": ("referral_completion", "numerator", None),
 }
-MEDIANS = frozenset({"door_to_balloon_median_minutes"})
+# A median does not add up: it is shown where the figures are one unit's own.
+MEDIAN = ("door_to_balloon_median_minutes", CHEST_PAIN)
+INDICATORS = sorted({i for i, _, _ in FIGURES.values()} | {MEDIAN[0]})
+MANY_UNITS = 200
 
 
 @dataclass
@@ -69,26 +74,6 @@ class Kpis:
     referrals_completed: float | None = None
     door_to_balloon_median: float | None = None  # minutes
 
-    def add(self, programme: str, indicator: str, num: Any, den: Any, value: Any, units: int = 1) -> None:
-        wanted = INDICATORS.get(indicator, "")
-        if wanted is not None and wanted != programme:
-            return
-        if indicator == "screening_coverage":
-            self.screened, self.eligible = _plus(self.screened, num), _plus(self.eligible, den)
-        elif indicator == "enrolled":
-            self.enrolled = _plus(self.enrolled, value)
-        elif indicator == "bp_controlled":
-            self.controlled, self.cohort = _plus(self.controlled, num), _plus(self.cohort, den)
-        elif indicator == "missed_visits":
-            self.missed_visits = _plus(self.missed_visits, num)
-        elif indicator == "lost_to_follow_up":
-            self.lost_to_follow_up = _plus(self.lost_to_follow_up, num)
-        elif indicator == "referral_completion":
-            self.referrals_completed = _plus(self.referrals_completed, num)
-            self.referrals = _plus(self.referrals, den)
-        elif indicator in MEDIANS and units == 1 and value is not None:
-            self.door_to_balloon_median = float(value)
-
     @property
     def coverage(self) -> float | None:
         return _rate(self.screened, self.eligible)
@@ -100,6 +85,24 @@ class Kpis:
     @property
     def referral_completion(self) -> float | None:
         return _rate(self.referrals_completed, self.referrals)
+
+
+def _figures() -> list[ColumnElement[Any]]:
+    """The KPI rows pivoted into the fields of `Kpis`, in order (one row per group)."""
+
+    def of(indicator: str, programme: str | None) -> ColumnElement[bool]:
+        found = KpiValue.indicator == indicator
+        return found if programme is None else and_(found, KpiValue.programme == programme)
+
+    sums = [func.sum(case((of(i, p), getattr(KpiValue, part)))) for i, part, p in FIGURES.values()]
+    return [*sums, func.max(case((of(*MEDIAN), KpiValue.value)))]
+
+
+def _kpis(row: Sequence[Any], one_unit: bool) -> Kpis:
+    values = [None if v is None else float(v) for v in row]
+    return Kpis(
+        **dict(zip(FIGURES, values, strict=False)), door_to_balloon_median=values[-1] if one_unit else None
+    )
 
 
 def _plus(a: float | None, b: Any) -> float | None:
@@ -120,21 +123,23 @@ class FacilityFigures:
     latitude: float
     longitude: float
     kpis: Kpis = field(default_factory=Kpis)
-    open_alerts: int = 0
+    open_alerts: int | None = None  # live, at facility level only
 
     def as_json(self) -> dict[str, Any]:
+        """What the map draws (a region has a thousand facilities or more: keep it short)."""
         return {
             "code": self.code,
             "name": self.name,
-            "tier": self.tier,
-            "district": self.district_code,
-            "lat": self.latitude,
-            "lon": self.longitude,
+            "lat": round(self.latitude, 5),
+            "lon": round(self.longitude, 5),
             "eligible": self.kpis.eligible,
-            "coverage": self.kpis.coverage,
-            "bp_control": self.kpis.bp_control,
-            "open_alerts": self.open_alerts,
+            "coverage": _round(self.kpis.coverage),
+            "bp_control": _round(self.kpis.bp_control),
         }
+
+
+def _round(rate: float | None) -> float | None:
+    return None if rate is None else round(rate, 4)
 
 
 @dataclass
@@ -145,7 +150,6 @@ class Overview:
     facilities: list[FacilityFigures]
     districts: list[dict[str, Any]]
     totals: Kpis  # of the latest period
-    open_alerts: int
     period: date | None  # the KPIs' month (None: no KPIs computed yet)
     refreshed_at: datetime | None
     trends: dict[str, list[Any]]
@@ -154,28 +158,50 @@ class Overview:
 # --- which facilities, and which units make them up ---------------------------------------------
 
 
-def visible_facilities(session: Session, principal: Principal) -> list[Organisation]:
-    stmt = select(Organisation).where(Organisation.active.is_(True))
-    if principal.scope is not None:
-        stmt = stmt.where(Organisation.id.in_(list(principal.scope)))
-    rows = list(session.scalars(stmt).all())
-    rank = {t: i for i, t in enumerate(TIER_ORDER)}
-    return sorted(rows, key=lambda o: (rank.get(o.tier, 99), o.code))
+@dataclass(frozen=True)
+class Org:
+    id: uuid.UUID
+    code: str
+    name: str
+    tier: str
+    district_code: str
+    city_code: str
+    latitude: float
+    longitude: float
+    active: bool
 
 
-def whole_units(session: Session, orgs: list[Organisation]) -> list[tuple[str, str]]:
-    """The fewest KPI units (level, unit) that make up exactly these facilities: a region (city)
-    or a district when every organisation in it is among them, else the facilities themselves."""
-    codes = {o.code for o in orgs}
-    cities = {o.city_code for o in orgs}
-    members: dict[tuple[str, str], set[str]] = {}
-    for code, district, city in session.execute(
-        select(Organisation.code, Organisation.district_code, Organisation.city_code).where(
-            Organisation.city_code.in_(cities)
+def organisations(session: Session) -> list[Org]:
+    """Every organisation (a region has about one per 800 residents), in display order."""
+    rows = session.execute(
+        select(
+            Organisation.id,
+            Organisation.code,
+            Organisation.name,
+            Organisation.tier,
+            Organisation.district_code,
+            Organisation.city_code,
+            Organisation.latitude,
+            Organisation.longitude,
+            Organisation.active,
         )
-    ).all():
-        members.setdefault(("region", city), set()).add(code)
-        members.setdefault(("district", district), set()).add(code)
+    ).all()
+    rank = {t: i for i, t in enumerate(TIER_ORDER)}
+    return sorted((Org(*r) for r in rows), key=lambda o: (rank.get(o.tier, 99), o.code))
+
+
+def visible(principal: Principal, orgs: list[Org]) -> list[Org]:
+    return [o for o in orgs if o.active and (principal.scope is None or o.id in principal.scope)]
+
+
+def whole_units(every: list[Org], chosen: list[Org]) -> list[tuple[str, str]]:
+    """The fewest KPI units (level, unit) that make up exactly the chosen facilities: a region
+    (city) or a district when every organisation in it is chosen, else the facilities themselves."""
+    codes = {o.code for o in chosen}
+    members: dict[tuple[str, str], set[str]] = {}
+    for o in every:
+        members.setdefault(("region", o.city_code), set()).add(o.code)
+        members.setdefault(("district", o.district_code), set()).add(o.code)
     units: list[tuple[str, str]] = []
     covered: set[str] = set()
     for level in ("region", "district"):
@@ -199,11 +225,10 @@ def _in_units(units: Iterable[tuple[str, str]]) -> ColumnElement[bool]:
 
 def latest_period(session: Session) -> tuple[date | None, datetime | None]:
     """The newest month with KPIs, and when it was refreshed."""
-    period = session.scalar(select(func.max(KpiValue.period)))
-    if period is None:
-        return None, None
-    refreshed = session.scalar(select(KpiValue.refreshed_at).where(KpiValue.period == period).limit(1))
-    return period, refreshed
+    row = session.execute(
+        select(KpiValue.period, KpiValue.refreshed_at).order_by(KpiValue.period.desc()).limit(1)
+    ).first()
+    return (row[0], row[1]) if row else (None, None)
 
 
 def months_back(period: date, n: int) -> list[date]:
@@ -212,28 +237,21 @@ def months_back(period: date, n: int) -> list[date]:
 
 
 def facility_kpis(session: Session, period: date, codes: list[str]) -> dict[str, Kpis]:
-    """Each facility's figures of the month."""
-    out: dict[str, Kpis] = {}
+    """Each facility's figures of the month. Region-wide (more than MANY_UNITS facilities) every
+    facility of the month is read and the others dropped here, rather than binding a parameter
+    per facility."""
     if not codes:
-        return out
-    rows = session.execute(
-        select(
-            KpiValue.unit,
-            KpiValue.programme,
-            KpiValue.indicator,
-            KpiValue.numerator,
-            KpiValue.denominator,
-            KpiValue.value,
-        ).where(
-            KpiValue.period == period,
-            KpiValue.level == "facility",
-            KpiValue.unit.in_(codes),
-            KpiValue.indicator.in_(list(INDICATORS)),
-        )
-    ).all()
-    for unit, programme, indicator, num, den, value in rows:
-        out.setdefault(unit, Kpis()).add(programme, indicator, num, den, value)
-    return out
+        return {}
+    stmt = (
+        select(KpiValue.unit, *_figures())
+        .where(KpiValue.period == period, KpiValue.level == "facility", KpiValue.indicator.in_(INDICATORS))
+        .group_by(KpiValue.unit)
+    )
+    if len(codes) <= MANY_UNITS:
+        stmt = stmt.where(KpiValue.unit.in_(codes))
+    wanted = set(codes)
+    rows = session.connection().execute(stmt).all()
+    return {row[0]: _kpis(row[1:], True) for row in rows if row[0] in wanted}
 
 
 def monthly_kpis(session: Session, months: list[date], units: list[tuple[str, str]]) -> dict[date, Kpis]:
@@ -241,73 +259,55 @@ def monthly_kpis(session: Session, months: list[date], units: list[tuple[str, st
     out = {m: Kpis() for m in months}
     if not units:
         return out
-    rows = session.execute(
-        select(
-            KpiValue.period,
-            KpiValue.programme,
-            KpiValue.indicator,
-            func.sum(KpiValue.numerator),
-            func.sum(KpiValue.denominator),
-            func.sum(KpiValue.value),
-        )
-        .where(
-            KpiValue.period >= months[0],
-            KpiValue.period <= months[-1],
-            KpiValue.indicator.in_(list(INDICATORS)),
-            _in_units(units),
-        )
-        .group_by(KpiValue.period, KpiValue.programme, KpiValue.indicator)
-    ).all()
-    for period, programme, indicator, num, den, value in rows:
-        out[period].add(programme, indicator, num, den, value, units=len(units))
+    rows = session.connection().execute(
+        select(KpiValue.period, *_figures())
+        .where(KpiValue.period.in_(months), _in_units(units), KpiValue.indicator.in_(INDICATORS))
+        .group_by(KpiValue.period)
+    )
+    for row in rows.all():
+        out[row[0]] = _kpis(row[1:], len(units) == 1)
     return out
 
 
 def trends(monthly: dict[date, Kpis]) -> dict[str, list[Any]]:
-    def pct(v: float | None) -> float | None:
-        return None if v is None else round(v, 4)
-
     months = sorted(monthly)
     return {
         "months": [f"{m:%Y-%m}" for m in months],
         "enrolled": [monthly[m].enrolled for m in months],
         "missed_visits": [monthly[m].missed_visits for m in months],
         "lost_to_follow_up": [monthly[m].lost_to_follow_up for m in months],
-        "bp_control": [pct(monthly[m].bp_control) for m in months],
-        "coverage": [pct(monthly[m].coverage) for m in months],
+        "bp_control": [_round(monthly[m].bp_control) for m in months],
+        "coverage": [_round(monthly[m].coverage) for m in months],
     }
 
 
-# --- live: open device alerts --------------------------------------------------------------------
+# --- live: a facility's open device alerts ------------------------------------------------------
 
 
-def open_alert_counts(
-    session: Session, principal: Principal, facility_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, int]:
-    if not facility_ids:
-        return {}
-    home = Patient.home_facility_id
-    rows = session.execute(
-        select(home, func.count())
-        .select_from(DeviceAlert)
-        .join(Patient, Patient.id == DeviceAlert.patient_id)
-        .where(
-            DeviceAlert.status == AlertStatus.OPEN,
-            home.in_(facility_ids),
-            patient_in_scope(principal, Patient.id),
+def open_alert_count(session: Session, principal: Principal, facility_id: uuid.UUID) -> int:
+    """Open device alerts of a facility's patients (its patients by their home, then their alerts:
+    index lookups). Region- and district-wide, alerts are not counted live (there is no alert KPI)."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(DeviceAlert)
+            .join(Patient, Patient.id == DeviceAlert.patient_id)
+            .where(
+                DeviceAlert.status == AlertStatus.OPEN,
+                Patient.home_facility_id == facility_id,
+                patient_in_scope(principal, Patient.id),
+            )
         )
-        .group_by(home)
-    ).all()
-    return {facility: int(n) for facility, n in rows}
+        or 0
+    )
 
 
 def district_rows(facilities: list[FacilityFigures]) -> list[dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for f in facilities:
-        d = out.setdefault(f.district_code, {"code": f.district_code, "facilities": 0, "open_alerts": 0})
-        kpis = d.setdefault("kpis", Kpis())
+        d = out.setdefault(f.district_code, {"code": f.district_code, "facilities": 0, "kpis": Kpis()})
+        kpis = d["kpis"]
         d["facilities"] += 1
-        d["open_alerts"] += f.open_alerts
         k = f.kpis
         kpis.eligible, kpis.screened = _plus(kpis.eligible, k.eligible), _plus(kpis.screened, k.screened)
         kpis.cohort, kpis.controlled = _plus(kpis.cohort, k.cohort), _plus(kpis.controlled, k.controlled)
@@ -322,7 +322,8 @@ def build_overview(
     district: str | None = None,
     facility_code: str | None = None,
 ) -> Overview:
-    orgs = visible_facilities(session, principal)
+    every = organisations(session)
+    orgs = visible(principal, every)
     level = "region"
     if facility_code:
         orgs = [o for o in orgs if o.code == facility_code]
@@ -332,7 +333,6 @@ def build_overview(
         level = "district"
     period, refreshed = latest_period(session)
     per_facility = facility_kpis(session, period, [o.code for o in orgs]) if period else {}
-    alerts = open_alert_counts(session, for_aggregates(session, principal), [o.id for o in orgs])
     figures = [
         FacilityFigures(
             o.id,
@@ -343,22 +343,23 @@ def build_overview(
             o.latitude,
             o.longitude,
             per_facility.get(o.code, Kpis()),
-            alerts.get(o.id, 0),
         )
         for o in orgs
     ]
+    facility = figures[0] if level == "facility" and figures else None
+    if facility is not None:
+        facility.open_alerts = open_alert_count(session, principal, facility.id)
     months = months_back(period, TREND_MONTHS) if period else []
-    monthly = monthly_kpis(session, months, whole_units(session, orgs)) if period and orgs else {}
+    monthly = monthly_kpis(session, months, whole_units(every, orgs)) if period and orgs else {}
     return Overview(
         level=level,
         district=district
         if level == "district"
         else (orgs[0].district_code if level == "facility" and orgs else None),
-        facility=figures[0] if level == "facility" and figures else None,
+        facility=facility,
         facilities=figures,
         districts=district_rows(figures),
         totals=monthly[period] if period and monthly else Kpis(),
-        open_alerts=sum(f.open_alerts for f in figures),
         period=period,
         refreshed_at=refreshed,
         trends=trends(monthly),
