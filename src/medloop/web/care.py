@@ -26,6 +26,7 @@ from medloop.programs.models import MdtCase, MdtStatus, Timepoint
 from medloop.store.base import utcnow
 from medloop.web import lang
 from medloop.web.render import PageRoute, render
+from medloop.web.scope import for_reads
 from medloop.web.session import CheckedWeb, CurrentWeb
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -34,6 +35,7 @@ WORKLIST_ROLES = (Role.CLINICIAN,)
 MDT_ROLES = (Role.CLINICIAN, Role.PROGRAMME_MANAGER)
 CALL_OUTCOMES = ("reached_rescheduled", "not_reached", "moved_away", "died")
 PAGE = 50
+MDT_PAGE = 50  # the oldest cases of each status (open, scheduled) on the board
 
 
 def programme_course(session: Session, principal: Principal, patient_id: uuid.UUID) -> dict[str, Any]:
@@ -146,16 +148,18 @@ def record_visit(
 @router.get("/mdt")
 def mdt_board(request: Request, session: DbSession, web: CurrentWeb) -> Response:
     web.principal.require_role(*MDT_ROLES)
-    cases = []
+    principal = for_reads(session, web.principal)
+    cases, total = [], 0
     for status in (MdtStatus.OPEN, MdtStatus.SCHEDULED):
-        rows, _ = mdt.search_cases(session, web.principal, limit=100, offset=0, status=status.value)
+        rows, n = mdt.search_cases(session, principal, limit=MDT_PAGE, offset=0, status=status.value)
         cases += rows
+        total += n
     cases.sort(key=lambda c: (c.scheduled_at or c.created_at, c.id))
     options = {c.programme: mdt.get_definition(c.programme).mdt_recommendations for c in cases}
-    reviewed, _ = mdt.search_cases(
-        session, web.principal, limit=20, offset=0, status=MdtStatus.REVIEWED.value
+    reviewed, _ = mdt.search_cases(session, principal, limit=20, offset=0, status=MdtStatus.REVIEWED.value)
+    return render(
+        request, "mdt.html", {"cases": cases, "total": total, "options": options, "reviewed": reviewed}
     )
-    return render(request, "mdt.html", {"cases": cases, "options": options, "reviewed": reviewed})
 
 
 @router.post("/mdt/{case_id}/recommend")

@@ -16,7 +16,7 @@ from medloop.auth.scope import patient_in_scope
 from medloop.devices.models import DeadLetter, DeadLetterStatus, Device, DeviceBinding, Reading
 from medloop.people.models import Patient, PatientIdentifier
 from medloop.store.base import utcnow
-from medloop.web.scope import for_aggregates
+from medloop.web.scope import for_reads
 
 ONLINE_WITHIN = timedelta(minutes=10)
 RATE_MINUTES = 60
@@ -84,7 +84,7 @@ def build_fleet(session: Session, principal: Principal, now: datetime | None = N
     listed first, newest first; the list is filled up to MAX_LISTED with the other devices by
     serial, whose last reading is looked up one device at a time."""
     now = now or utcnow()
-    visible = _visible_devices(for_aggregates(session, principal)).subquery()
+    visible = _visible_devices(for_reads(session, principal)).subquery()
     total = session.scalar(select(func.count()).select_from(visible)) or 0
     hour_ago = now - timedelta(minutes=RATE_MINUTES)
     heard = {

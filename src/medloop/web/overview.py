@@ -33,6 +33,7 @@ from medloop.devices.models import AlertStatus, DeviceAlert
 from medloop.network.models import Organisation
 from medloop.people.models import Patient
 from medloop.programs.models import KpiValue
+from medloop.web.scope import for_reads
 
 TREND_MONTHS = 12
 CACHE_SECONDS = 30.0
@@ -348,7 +349,7 @@ def build_overview(
     ]
     facility = figures[0] if level == "facility" and figures else None
     if facility is not None:
-        facility.open_alerts = open_alert_count(session, principal, facility.id)
+        facility.open_alerts = open_alert_count(session, for_reads(session, principal), facility.id)
     months = months_back(period, TREND_MONTHS) if period else []
     monthly = monthly_kpis(session, months, whole_units(every, orgs)) if period and orgs else {}
     return Overview(

@@ -19,6 +19,7 @@ from medloop.web.campaigns import CampaignRunner
 from medloop.web.fleet import build_fleet
 from medloop.web.overview import build_overview, open_alerts, overview_cache
 from medloop.web.render import PageRoute, render
+from medloop.web.scope import for_reads
 from medloop.web.session import (
     LOGIN_CSRF_COOKIE,
     CheckedWeb,
@@ -135,7 +136,7 @@ def overview(
     t = translator(request)
     alerts = []
     if data.facility is not None and web.principal.has_role(*PATIENT_READERS):
-        alerts = open_alerts(session, web.principal, data.facility.id)
+        alerts = open_alerts(session, for_reads(session, web.principal), data.facility.id)
     chart = {
         "kind": "overview",
         "facilities": [f.as_json() for f in data.facilities],

@@ -11,11 +11,11 @@ from medloop.auth.principal import Principal
 from medloop.network.models import Organisation
 
 
-def for_aggregates(session: Session, principal: Principal) -> Principal:
+def for_reads(session: Session, principal: Principal) -> Principal:
     """The principal, unrestricted when its scope holds every organisation: every patient has a
-    home facility, so `patient_in_scope` admits every patient, and a region-wide manager's counts
+    home facility, so `patient_in_scope` admits every patient, and a region-wide manager's reads
     need not check it once per row (one indexed look for an organisation outside the scope).
-    For the SQL of counts only; audit records name the principal itself."""
+    The same rows either way; audit records do not depend on the scope (who, purpose, source)."""
     if principal.scope is None:
         return principal
     outside = session.scalar(
