@@ -77,7 +77,7 @@ def build_sqlite(url: str, patients: int, data_dir: Path) -> None:
         ensure_logins(session)
     screen_population(engine, settings, population, data_dir)
     device_sim.simulate(settings, devices=200, minutes=3 * 24 * 60, interval_s=8 * 3600, batch=2000)
-    enrol(engine)
+    enrol(engine, 1)
     engine.dispose()
 
 

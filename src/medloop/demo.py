@@ -2,11 +2,13 @@
 default (SQLite), with nothing else installed.
 
 1. migrate the database; build the region (≈20,000 residents, 30 facilities of every tier);
-2. screen the whole population with the population models and store the risk assessments;
+2. screen the whole population with the population models and store the risk assessments, dated
+   as a baseline campaign five months ago;
 3. bind simulated devices to patients and backfill two weeks of their readings (through the real
    ingestion pipeline, in-process);
-4. enrol: the programmes engine takes the screening results and device alerts as events, then
-   this month's KPIs are refreshed (the region overview reads them);
+4. enrol: the programmes engine takes the screening results and device alerts as events; most
+   hypertension patients have had a clinic visit (office BP) in the last three months; the KPIs
+   of every month since the baseline are refreshed (the region overview reads them);
 5. serve the API and the dashboards, stream live device readings to the server over HTTP from a
    background thread (so the dashboards move and alerts appear) and keep the programmes current;
 6. print the URL and the demo logins. Ctrl-C stops the server and both background threads.
@@ -16,11 +18,12 @@ Every step is idempotent: a second run on the same data directory reuses what is
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -29,7 +32,7 @@ import orjson
 import polars as pl
 import uvicorn
 from rich.console import Console
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from medloop.app import create_app
@@ -50,6 +53,9 @@ log = logging.getLogger("medloop.demo")
 
 DEMO_PASSWORD = "medloop-demo"
 SCREENING_SOURCE = "demo-baseline"
+BASELINE_DAYS_AGO = 150  # so that the programmes' cohorts (enrolled > 3 months) have members
+VISIT_SHARE = 0.8  # hypertension patients seen in clinic within the last three months
+CONTROLLED_SHARE = 0.55  # of those, seen again since and on target
 DEVICES = 300
 BACKFILL_DAYS = 7
 BACKFILL_INTERVAL_S = 8 * 3600.0
@@ -161,6 +167,12 @@ def screen_population(engine: Engine, settings: Settings, population: Path, data
         Console(quiet=True),
     )
     keyed.unlink(missing_ok=True)
+    with session_scope(engine) as session:  # the baseline campaign took place months ago
+        session.execute(
+            update(RiskAssessment)
+            .where(RiskAssessment.source == SCREENING_SOURCE)
+            .values(assessed_at=utcnow() - timedelta(days=BASELINE_DAYS_AGO))
+        )
     done(
         f"{report.summary.rows:,} people screened, {report.stored:,} assessments, "
         f"{report.referrals:,} referrals"
@@ -204,9 +216,56 @@ def run_programmes(engine: Engine, *, quiet: bool = False) -> str:
     return outcome
 
 
-def enrol(engine: Engine) -> None:
-    done = step("enrolling: screening results and device alerts into the programmes; refreshing KPIs")
-    done(run_programmes(engine, quiet=True))
+def clinic_visits(engine: Engine, seed: int) -> int:
+    """Clinic visits with an office BP (what the BP control KPI counts; home readings do not): most
+    hypertension patients had a visit two to three months ago that confirmed a raised BP, and some
+    of them a follow-up visit since, on target. Deterministic event ids: a second run adds nothing."""
+    from medloop.programs import service
+    from medloop.programs.models import Enrolment
+
+    rng = random.Random(seed)
+    now = utcnow()
+    with session_scope(engine) as session:
+        patients = session.execute(
+            select(Enrolment.patient_id, Enrolment.facility_id)
+            .where(Enrolment.programme == "hypertension", Enrolment.status == "active")
+            .order_by(Enrolment.patient_id)
+        ).all()
+        events = []
+        for patient_id, facility_id in patients:
+            if rng.random() >= VISIT_SHARE:
+                continue
+            visits = [(rng.uniform(55, 85), rng.randint(140, 178), rng.randint(80, 108))]
+            if rng.random() < CONTROLLED_SHARE:
+                visits.append((rng.uniform(3, 40), rng.randint(112, 138), rng.randint(68, 88)))
+            events += [
+                service.NewEvent(
+                    f"demo-visit-{patient_id}-{n}",
+                    patient_id,
+                    "visit",
+                    now - timedelta(days=days_ago),
+                    {"sbp": float(sbp), "dbp": float(dbp)},
+                    facility_id=facility_id,
+                )
+                for n, (days_ago, sbp, dbp) in enumerate(visits)
+            ]
+        service.ingest_events(session, events, "demo")
+    return len(events)
+
+
+def enrol(engine: Engine, seed: int) -> None:
+    from medloop.programs import kpi
+
+    done = step("enrolling: screening results, device alerts and clinic visits; KPIs since the baseline")
+    outcome = run_programmes(engine, quiet=True)
+    visits = clinic_visits(engine, seed)
+    run_programmes(engine, quiet=True)  # applies the visits, refreshes this month's KPIs
+    today = utcnow().date()
+    with session_scope(engine) as session:
+        for back in range(1, BASELINE_DAYS_AGO // 30 + 2):
+            index = today.year * 12 + today.month - 1 - back
+            kpi.refresh(session, date(index // 12, index % 12 + 1, 1))
+    done(f"{outcome}; {visits:,} clinic visits")
 
 
 class LiveStream:
@@ -284,7 +343,7 @@ def prepare(settings: Settings, people: int, seed: int, data_dir: Path) -> list[
         logins = ensure_logins(session)
     screen_population(engine, settings, population, data_dir)
     backfill_devices(engine, settings, seed)
-    enrol(engine)
+    enrol(engine, seed)
     engine.dispose()
     return logins
 
