@@ -10,10 +10,11 @@ facility scope and the token's SMART scopes apply, and every exported patient is
 Groups: `Group/<organisation id>` is the patients whose home facility is that organisation or
 any organisation below it (see `mapping.network.GroupHandler`).
 
-Import reads NDJSON (one resource per line). Observations go through the devices ingestion
-pipeline in chunks (its store stage is COPY into a staging table on PostgreSQL); other resource
-types are validated and created one by one. A bad line is reported with its file and line number
-and never stops the lines around it; rejected readings are also dead-lettered.
+Import reads NDJSON (one resource per line). Observations are validated like on every route (the
+fast path of `validation`) and go through the devices ingestion pipeline a chunk at a time (its
+store stage is COPY on PostgreSQL); other resource types are validated and created one by one.
+A bad line is reported with its file and line number and never stops the lines around it;
+rejected readings are also dead-lettered.
 """
 
 from __future__ import annotations
