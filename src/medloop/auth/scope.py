@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, aliased
 from medloop.auth.principal import Principal
 from medloop.network.models import Organisation
 from medloop.people.models import Patient, PatientIdentifier
+from medloop.store.expressions import among
 
 
 def descendants(session: Session, roots: Iterable[uuid.UUID]) -> frozenset[uuid.UUID]:
@@ -32,17 +33,18 @@ def patient_in_scope(principal: Principal, patient_id: SQLColumnExpression[uuid.
 
     Written as two correlated EXISTS over aliases of `patient` and `patient_identifier`, so the
     database answers it with primary-key and index lookups for the rows the outer query already
-    selects (a page of a worklist costs a few lookups, whatever the size of the scope). The aliases
+    selects (a page of a worklist costs a few lookups, whatever the size of the scope), with the
+    scope's facilities bound as one array parameter (`store.expressions.among`). The aliases
     keep the subqueries from being correlated with the outer query's own `patient` or
     `patient_identifier` (which would silently change the rule)."""
     if principal.scope is None:
         return literal(True)
-    scope = list(principal.scope)
+    scope = principal.scope
     home = aliased(Patient, name="scope_home")
     mrn = aliased(PatientIdentifier, name="scope_mrn")
     return or_(
-        exists(select(literal(1)).where(home.id == patient_id, home.home_facility_id.in_(scope))),
-        exists(select(literal(1)).where(mrn.patient_id == patient_id, mrn.organisation_id.in_(scope))),
+        exists(select(literal(1)).where(home.id == patient_id, among(home.home_facility_id, scope))),
+        exists(select(literal(1)).where(mrn.patient_id == patient_id, among(mrn.organisation_id, scope))),
     )
 
 

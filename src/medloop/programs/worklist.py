@@ -26,6 +26,7 @@ from medloop.errors import NotFound
 from medloop.people.models import Patient
 from medloop.programs.definitions import Duration, parse_duration
 from medloop.programs.models import Enrolment
+from medloop.store.expressions import among
 
 
 @cache
@@ -111,7 +112,7 @@ def _query(
     if facility_id is not None:
         stmt = stmt.where(Enrolment.facility_id == facility_id)
     elif principal.scope is not None:
-        stmt = stmt.where(Enrolment.facility_id.in_(principal.scope))
+        stmt = stmt.where(among(Enrolment.facility_id, principal.scope))
     if practitioner_id is not None:
         stmt = stmt.where(Enrolment.practitioner_id == practitioner_id)
     if programme is not None:
