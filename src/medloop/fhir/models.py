@@ -2,7 +2,8 @@
 
 - `fhir_resource`: resources that have no medloop table of their own (Condition,
   QuestionnaireResponse; the programme types are mapped in `mapping/programs.py`). The JSON is
-  kept whole; what search needs is extracted into columns (patient, date, status) and into `fhir_token` rows (code, category, identifier, ...).
+  kept whole; what search needs is extracted into columns (patient, date, status) and into
+  `fhir_token` rows (code, category, identifier, ...).
 - `fhir_bulk_job`: asynchronous bulk export and import requests (kick-off, progress, manifest).
 - An index on `reading.panel_id`, so an Observation that is a panel (a blood-pressure reading)
   is found by its id in one index look-up; and one on `reading (effective_at, code)` for the
