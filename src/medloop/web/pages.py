@@ -182,7 +182,8 @@ def patient_timeline(
     request: Request, session: DbSession, web: CurrentWeb, patient_id: uuid.UUID
 ) -> Response:
     web.principal.require_role(*PATIENT_READERS)
-    tl = build_timeline(session, web.principal, patient_id)
+    principal = for_reads(session, web.principal)
+    tl = build_timeline(session, principal, patient_id)
     t = translator(request)
     chart = {
         "kind": "patient",
@@ -191,7 +192,7 @@ def patient_timeline(
         "lines": tl.chart_lines,
         "labels": labels(t, "systolic", "diastolic", "glucose", "alert", "target", "critical", "low"),
     }
-    course = care.programme_course(session, web.principal, patient_id)
+    course = care.programme_course(session, principal, patient_id)
     return render(request, "patient.html", {"tl": tl, "chart": chart, "programme": course})
 
 
