@@ -12,50 +12,24 @@ INSERT … SELECT generate_series (minutes, not hours):
 
 from __future__ import annotations
 
-import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date
 from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from medloop.demo import ensure_logins
 from medloop.network.models import Organisation
 from medloop.programs import kpi
-from medloop.store import migrate
 from medloop.store.base import utcnow
-from medloop.store.engine import make_engine
 
 RESIDENTS_PER_FACILITY = 800  # as the simulated region (sim/data/region.yaml)
 DISTRICTS = 10
-
-
-@contextmanager
-def scratch_database(admin_url: str, *, keep: bool = False) -> Iterator[Engine]:
-    """A fresh, migrated database next to `admin_url`'s, dropped afterwards (unless `keep`)."""
-    name = f"medloop_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(make_url(admin_url).set(database=name).render_as_string(hide_password=False))
-    try:
-        migrate.upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        if keep:
-            print(f"kept the database: {engine.url.render_as_string(hide_password=False)}", flush=True)
-        else:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def timed(label: str, fn: Callable[[], Any]) -> float:

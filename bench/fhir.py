@@ -28,8 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,13 +36,14 @@ from typing import Any
 import orjson
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, MetaData, Table, event, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 # `python bench/fhir.py` puts bench/ first on the path, where this file would shadow the `fhir`
 # package (fhir.resources): replace it by the repository root.
 sys.path.pop(0)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.scratch import scratch_database
 
 from medloop.app import create_app
 from medloop.auth.models import Role
@@ -55,31 +55,13 @@ from medloop.fhir import bulk
 from medloop.network.models import Organisation
 from medloop.people.models import Patient
 from medloop.settings import Settings
-from medloop.store import migrate
 from medloop.store.base import utcnow
 from medloop.store.bulk import copy_rows
-from medloop.store.engine import make_engine, session_factory
+from medloop.store.engine import session_factory
 
 LOINC, UCUM = "http://loinc.org", "http://unitsofmeasure.org"
 PASSWORD = "bench-password-1"
 START = datetime(2020, 1, 1, tzinfo=UTC)
-
-
-@contextmanager
-def scratch_database(admin_url: str) -> Iterator[Engine]:
-    name = f"medloop_bench_fhir_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(make_url(admin_url).set(database=name).render_as_string(hide_password=False))
-    try:
-        migrate.upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def setup(engine: Engine, devices: int) -> list[str]:
@@ -428,7 +410,7 @@ def main() -> None:
         raise SystemExit("set MEDLOOP_TEST_PG_URL (a PostgreSQL admin URL) or pass --pg-url")
     os.environ.setdefault("MEDLOOP_ARGON2_TIME_COST", "1")
     os.environ.setdefault("MEDLOOP_ARGON2_MEMORY_KIB", "64")
-    with scratch_database(args.pg_url) as engine:
+    with scratch_database(args.pg_url, prefix="medloop_bench_fhir") as engine:
         serials = setup(engine, args.devices)
         print(f"PostgreSQL {engine.dialect.server_version_info}; {os.cpu_count()} CPUs")
         if args.only in (None, "writes"):

@@ -43,11 +43,14 @@ import orjson
 import paho.mqtt.client as paho
 import psutil
 from sqlalchemy import Engine, func, select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-# sys.path[0] is this script's directory, where the other benchmarks (bench/fhir.py …) would shadow packages.
+# sys.path[0] is this script's directory, where the other benchmarks (bench/fhir.py …) would shadow
+# packages: replace it by the repository root.
 sys.path.pop(0)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.scratch import scratch_database
 
 from medloop.auth.models import Role
 from medloop.auth.principal import system_principal
@@ -59,31 +62,11 @@ from medloop.devices.models import Reading
 from medloop.devices.types import ReadingRow
 from medloop.network.models import Organisation
 from medloop.people.models import Patient
-from medloop.store import migrate
 from medloop.store.base import utcnow
-from medloop.store.engine import make_engine
 
 BATCH = 10_000
 N_DEVICES = 200
 PASSWORD = "bench-password-123"
-
-
-@contextmanager
-def scratch_database(admin_url: str) -> Iterator[tuple[Engine, str]]:
-    name = f"medloop_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    try:
-        migrate.upgrade(engine)
-        yield engine, url
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def setup(engine: Engine, since: datetime) -> list[str]:
@@ -453,7 +436,8 @@ def main() -> None:
         print("skipped: set MEDLOOP_TEST_PG_URL to a PostgreSQL admin URL")
         return
     since = utcnow() - timedelta(days=300)
-    with scratch_database(admin_url) as (engine, url):
+    with scratch_database(admin_url, prefix="medloop_bench_ingest") as engine:
+        url = engine.url.render_as_string(hide_password=False)
         serials = setup(engine, since)
         http_rate, http_rows, copy_rate = bench_http_and_copy(
             engine, url, serials, since, args.batches, args.concurrency

@@ -35,7 +35,8 @@ from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.dataset import generate, scratch_database, timed
+from bench.dataset import generate, timed
+from bench.scratch import scratch_database
 
 from medloop.auth.principal import Principal
 from medloop.programs import kpi, service, worklist

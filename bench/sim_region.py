@@ -18,13 +18,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.scratch import scratch_database
 
 from medloop.sim import population
 from medloop.store import migrate
@@ -123,21 +124,11 @@ def main() -> None:
 
         admin_url = os.environ.get("MEDLOOP_TEST_PG_URL")
         if admin_url and not opts.no_postgres:
-            name = f"medloop_bench_sim_{uuid.uuid4().hex[:8]}"
-            admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
-            try:
-                url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-                engine = make_engine(url)
-                migrate.upgrade(engine)
+            with scratch_database(admin_url, prefix="medloop_bench_sim") as engine:
+                url = engine.url.render_as_string(hide_password=False)
                 engine.dispose()
                 wall, rss = run_cli([*common, "--out", str(out), "--database-url", url], env)
                 report("parquet + postgresql", people, wall, rss, base_rng, base_pq)
-            finally:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ sys.path.append(str(Path(__file__).resolve().parent))
 sys.path.remove(str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.dataset import add_dashboard_data, generate, scratch_database
+from bench.dataset import add_dashboard_data, generate
+from bench.scratch import scratch_database
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
