@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -231,6 +233,20 @@ class AccessLog:
             )
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Everything loaded by start-up (modules, the unit registry, the FHIR models, the routes)
+    lives as long as the process: freeze it out of the garbage collector's way, so that a full
+    collection walks only what requests create. Unfrozen, one full collection cost ~120 ms and set
+    the p95 of the heavier pages (`bench/web.py`)."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -238,6 +254,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         title="medloop",
         version="0.1.0",
         description="Whole-course chronic-disease care: network, devices, screening, programmes, FHIR R4.",
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.database_url)
