@@ -17,9 +17,9 @@ screening, the device simulator, enrolment and a KPI refresh:
 
 Target (issue 7): p95 < 150 ms per page on the 1M-patient PostgreSQL data set. The overview's
 figures are cached for 30 s per scope; the overview is timed cold (cache cleared before every
-request) and warm. The p95 of the heavier pages is set by Python's full garbage collections (each
-walks the ~250k objects left from start-up, ~120 ms on the shared machine), not by their SQL:
-`--gc-freeze` shows the pages with those objects frozen after start-up."""
+request) and warm. The app freezes its start-up objects out of the garbage collector's way (see
+`medloop.app`): unfrozen, a full collection walked ~220k objects (~120 ms here) every few
+requests and set the p95 of the heavier pages."""
 
 from __future__ import annotations
 
@@ -193,19 +193,12 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the --postgres scratch database")
     parser.add_argument("--skip-build", action="store_true", help="reuse the data set in --database-url")
     parser.add_argument("--kpi-months", type=int, default=12, help="months of KPIs (PostgreSQL data set)")
-    parser.add_argument(
-        "--gc-freeze",
-        action="store_true",
-        help="what-if: gc.freeze() once the app has started (the app does not do it yet), so that "
-        "full collections do not walk the start-up heap (~250k objects, ~120 ms a collection here)",
-    )
     args = parser.parse_args()
     data_dir = Path(tempfile.mkdtemp(prefix="medloop-bench-web-"))
     with database(args, data_dir) as url:
         rows = run(url, args)
     dialect = url.split(":")[0].split("+")[0]
-    freeze = " · gc.freeze() after start-up" if args.gc_freeze else ""
-    print(f"\npatients {args.patients:,} · runs {args.runs} · {dialect} · in-process ASGI{freeze}")
+    print(f"\npatients {args.patients:,} · runs {args.runs} · {dialect} · in-process ASGI")
     print(f"{'user':<8} {'page':<26} {'p50 ms':>8} {'p95 ms':>8} {'p95 / health':>13}  target p95 < 150 ms")
     for user, name, p50, p95_, ratio in rows:
         mark = "" if name.startswith("/health") else ("ok" if p95_ < 150 else "MISSED")
@@ -219,10 +212,7 @@ def run(url: str, args: argparse.Namespace) -> list[tuple[str, str, float, float
     rows = []
     with TestClient(create_app(settings)) as client:
         print(f"timing as {', '.join(USERS)} (facility {facility}, district {district})", flush=True)
-        if args.gc_freeze:
-            gc.collect()
-            gc.freeze()
-            print(f"gc.freeze(): {gc.get_freeze_count():,} objects frozen", flush=True)
+        print(f"{gc.get_freeze_count():,} start-up objects frozen by the app", flush=True)
         for user in USERS:
             login(client, user)
             health = timed(client, "/health", args.runs)
