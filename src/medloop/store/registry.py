@@ -17,6 +17,7 @@ MODEL_MODULES = (
     "medloop.screening.models",
     "medloop.fhir.models",
     "medloop.programs.models",
+    "medloop.web.models",
 )
 
 

@@ -19,14 +19,13 @@ from medloop.auth.audit import record_access
 from medloop.auth.deps import DbSession
 from medloop.auth.models import Role
 from medloop.auth.principal import Principal
-from medloop.auth.scope import patient_in_scope
+from medloop.auth.scope import for_reads, patient_in_scope
 from medloop.errors import BadRequest
 from medloop.programs import mdt, referrals, service, worklist
 from medloop.programs.models import MdtCase, MdtStatus, Timepoint
 from medloop.store.base import utcnow
 from medloop.web import lang
 from medloop.web.render import PageRoute, render
-from medloop.web.scope import for_reads
 from medloop.web.session import CheckedWeb, CurrentWeb
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)

@@ -12,11 +12,10 @@ from sqlalchemy import Select, func, select, true, union
 from sqlalchemy.orm import Session
 
 from medloop.auth.principal import Principal
-from medloop.auth.scope import patient_in_scope
+from medloop.auth.scope import for_reads, patient_in_scope
 from medloop.devices.models import DeadLetter, DeadLetterStatus, Device, DeviceBinding, Reading
 from medloop.people.models import Patient, PatientIdentifier
 from medloop.store.base import utcnow
-from medloop.web.scope import for_reads
 
 ONLINE_WITHIN = timedelta(minutes=10)
 RATE_MINUTES = 60

@@ -28,12 +28,11 @@ from sqlalchemy.orm import Session
 
 from medloop.auth.audit import record_access
 from medloop.auth.principal import Principal
-from medloop.auth.scope import patient_in_scope
+from medloop.auth.scope import for_reads, patient_in_scope
 from medloop.devices.models import AlertStatus, DeviceAlert
 from medloop.network.models import Organisation
 from medloop.people.models import Patient
 from medloop.programs.models import KpiValue
-from medloop.web.scope import for_reads
 
 TREND_MONTHS = 12
 CACHE_SECONDS = 30.0

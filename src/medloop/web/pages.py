@@ -13,13 +13,13 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from medloop.auth.audit import record_access
 from medloop.auth.deps import DbSession
 from medloop.auth.models import Role
+from medloop.auth.scope import for_reads
 from medloop.errors import NotFound, Problem
 from medloop.web import care, lang, static
 from medloop.web.campaigns import CampaignRunner
 from medloop.web.fleet import build_fleet
 from medloop.web.overview import build_overview, open_alerts, overview_cache
 from medloop.web.render import PageRoute, render
-from medloop.web.scope import for_reads
 from medloop.web.session import (
     LOGIN_CSRF_COOKIE,
     CheckedWeb,
