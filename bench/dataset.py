@@ -129,7 +129,8 @@ def generate(engine: Engine, n: int) -> list[uuid.UUID]:
              CASE WHEN r < 0.5 THEN 'follow_up' WHEN r < 0.9 THEN 'treatment' ELSE 'screening' END AS stage,
              CASE WHEN r < 0.9 THEN 1 + (r * 10)::int % 3 ELSE 0 END AS step
       FROM (SELECT random() + p.version * 0 AS r) x) s""",  # refers to p: one draw per row
-        # The LATERAL parts refer to the outer row (e.critical) so that random() is drawn per row.
+        # The LATERAL parts refer to the outer row's unique patient id (and m), so that random() is
+        # drawn per row: keyed on fewer columns, PostgreSQL's Memoize reuses one draw for many rows.
         "visits (about 6 a year each)": """
     INSERT INTO programme_event (id, patient_id, kind, effective_at, recorded_at, recorded_by, source,
                                facility_id, status, payload, sbp, dbp)
@@ -137,7 +138,7 @@ def generate(engine: Engine, n: int) -> list[uuid.UUID]:
          jsonb_build_object('sbp', sbp, 'dbp', dbp), sbp, dbp
     FROM programme_enrolment e, generate_series(1, 12) m,
        LATERAL (SELECT :now - (m * 30 - random() * 25) * interval '1 day'
-                       + e.critical::int * interval '0 s' AS t,
+                       + (e.patient_id IS NULL)::int * interval '1 s' AS t,
                        round(110 + random() * 60) AS sbp, round(65 + random() * 40) AS dbp) v
     WHERE random() < 0.5""",
         "home BP readings (a fifth of patients, monthly)": """
@@ -147,7 +148,7 @@ def generate(engine: Engine, n: int) -> list[uuid.UUID]:
          jsonb_build_object('sbp', sbp, 'dbp', dbp), sbp, dbp
     FROM (SELECT * FROM programme_enrolment WHERE random() < 0.2) e, generate_series(1, 12) m,
        LATERAL (SELECT :now - (m * 30 - random() * 25) * interval '1 day'
-                       + e.critical::int * interval '0 s' AS t,
+                       + (e.patient_id IS NULL)::int * interval '1 s' AS t,
                        round(115 + random() * 50) AS sbp, round(70 + random() * 30) AS dbp) v""",
         "China-PAR results (70 % screened)": """
     INSERT INTO risk_assessment (id, patient_id, model, model_version, score, category, reasons, flags,
