@@ -46,7 +46,7 @@ class Fleet:
 SMALL_SCOPE = 50  # facilities: up to this, a restricted user's devices are found from their patients
 
 
-def _visible_devices(principal: Principal) -> Select[uuid.UUID]:
+def _visible_devices(session: Session, principal: Principal) -> Select[uuid.UUID]:
     """The ids of the active devices the principal sees: for a restricted user, those bound to a
     patient in their scope (`patient_in_scope` decides). For a small scope the bindings are looked
     up from the patients the rule can admit (of the scope's facilities, or holding one of their
@@ -54,12 +54,12 @@ def _visible_devices(principal: Principal) -> Select[uuid.UUID]:
     if principal.scope is None:
         return select(Device.id.label("device_id")).where(Device.active.is_(True))
     binding = DeviceBinding.__table__.c
+    reader = for_reads(session, principal)  # a whole-network scope: bound to anyone, no per-row check
     stmt = (
         select(binding.device_id)
         .join(Device, Device.id == binding.device_id)
-        .where(
-            Device.active.is_(True), binding.end_at.is_(None), patient_in_scope(principal, binding.patient_id)
-        )
+        .where(Device.active.is_(True), binding.end_at.is_(None))
+        .where(patient_in_scope(reader, binding.patient_id))
     )
     if len(principal.scope) <= SMALL_SCOPE:
         scope = list(principal.scope)
@@ -83,7 +83,7 @@ def build_fleet(session: Session, principal: Principal, now: datetime | None = N
     listed first, newest first; the list is filled up to MAX_LISTED with the other devices by
     serial, whose last reading is looked up one device at a time."""
     now = now or utcnow()
-    visible = _visible_devices(for_reads(session, principal)).subquery()
+    visible = _visible_devices(session, principal).subquery()
     total = session.scalar(select(func.count()).select_from(visible)) or 0
     hour_ago = now - timedelta(minutes=RATE_MINUTES)
     heard = {
