@@ -7,12 +7,9 @@ feeds the same consumers."""
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import polars as pl
 
@@ -25,7 +22,6 @@ from medloop.screening.frames import InputError, Source, normalise
 KEYS = (KEY, PATIENT_KEY.name)  # a population table is keyed by person_id, or patient_id for the database
 ROUTING_NAMES = tuple(c.name for c in ROUTING)
 DEFAULT_BATCH_ROWS = 500_000
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -98,50 +94,6 @@ def local_results(
             frame = prepare(frame)
         yield evaluate(frame, plan.models, keep=plan.keep)
         first += raw.height
-
-
-@dataclass(frozen=True)
-class _End:
-    error: BaseException | None = None
-
-
-def read_ahead(items: Iterator[T]) -> Iterator[T]:
-    """The items of `items`, produced in a background thread one item ahead of the consumer: while
-    the consumer writes one batch of results (Arrow, which releases the GIL), the next is read and
-    screened (Polars, which releases it too), so both cores stay busy. An exception in the
-    producer is raised to the consumer where it happened; a consumer that stops early stops the
-    producer."""
-    slot: queue.Queue[T | _End] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def put(item: T | _End) -> bool:
-        while not stop.is_set():
-            try:
-                slot.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(_End())
-        except BaseException as exc:  # raised in the consumer
-            put(_End(exc))
-
-    thread = threading.Thread(target=produce, name="screening-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while not isinstance(item := slot.get(), _End):
-            yield item
-        if item.error is not None:
-            raise item.error
-    finally:
-        stop.set()
-        thread.join()
 
 
 @dataclass

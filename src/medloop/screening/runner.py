@@ -15,6 +15,7 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from medloop.auth.principal import system_principal
+from medloop.background import read_ahead
 from medloop.errors import BadRequest
 from medloop.network.routing import Network
 from medloop.screening.engine import (
@@ -23,7 +24,6 @@ from medloop.screening.engine import (
     Summary,
     local_results,
     make_plan,
-    read_ahead,
     select_models,
 )
 from medloop.screening.frames import FrameWriter, InputError, Source, open_source
@@ -62,7 +62,7 @@ def _results(
     if options.engine == "local":
         if db:  # completing rows from the patient records uses the session: one thread
             return local_results(source, plan, options.batch_rows, prepare=db.prepare)
-        return read_ahead(local_results(source, plan, options.batch_rows))
+        return read_ahead(local_results(source, plan, options.batch_rows), name="screening-read-ahead")
     from distributed import Client, LocalCluster
 
     from medloop.screening.dask_runner import dask_results

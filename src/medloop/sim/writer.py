@@ -14,11 +14,9 @@ from __future__ import annotations
 import gc
 import json
 import os
-import queue
-import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -34,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from medloop.auth.audit import record_access
 from medloop.auth.principal import system_principal
+from medloop.background import read_ahead
 from medloop.logging import get_logger
 from medloop.network.models import Organisation
 from medloop.people.identifiers import hash_identifier, mask_national_id
@@ -243,47 +242,6 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-_END = object()
-
-
-def _in_background(items: Iterator[_T], ahead: int = 1) -> Generator[_T, None, None]:
-    """Iterate `items` on a background thread, at most `ahead` items ahead of the consumer, so that
-    producing the next item overlaps with consuming this one (NumPy, Polars, Parquet compression and
-    the database drivers release the GIL for most of their work). Exceptions of the producer are
-    raised here; closing this iterator (use `contextlib.closing`) stops and joins the thread."""
-    handoff: queue.Queue[Any] = queue.Queue(maxsize=ahead)
-    stop = threading.Event()
-
-    def put(value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(value, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put((item,)):
-                    return
-            put(_END)
-        except BaseException as exc:  # handed to the consumer, which raises it
-            put(exc)
-
-    thread = threading.Thread(target=produce, name="sim-generate", daemon=True)
-    thread.start()
-    try:
-        while (value := handoff.get()) is not _END:
-            if isinstance(value, BaseException):
-                raise value
-            yield value[0]
-    finally:
-        stop.set()
-        thread.join()
-
-
 def _table(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
@@ -393,7 +351,7 @@ def build_region_outputs(
 
         ok = False
         try:
-            with _gc_paused(), closing(_in_background(chunks())) as items:
+            with _gc_paused(), closing(read_ahead(chunks(), name="sim-generate")) as items:
                 for frame, rows in items:
                     if sink is not None:
                         sink.write(frame)

@@ -1,5 +1,6 @@
-"""`read_ahead`: the local runner produces the next batch in a background thread while the current
-one is written; order, errors and early stops must be as if there were no thread."""
+"""`read_ahead`: the screening runner produces the next batch, and the region simulator the next
+chunk of people, in a background thread while the current one is written; order, errors and early
+stops must be as if there were no thread."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from medloop.screening.engine import read_ahead
+from medloop.background import read_ahead
 from medloop.screening.frames import InputError
 
 
@@ -38,8 +39,23 @@ def test_a_consumer_that_stops_early_stops_the_producer() -> None:
             produced.append(i)
             yield i
 
-    ahead = read_ahead(items())
+    ahead = read_ahead(items(), name="test-read-ahead")
     assert next(ahead) == 0
     ahead.close()  # what a failing consumer does on its way out
     assert len(produced) <= 3  # the one consumed, the one waiting, the one being produced
-    assert not any(t.name == "screening-read-ahead" for t in threading.enumerate())
+    assert not any(t.name == "test-read-ahead" for t in threading.enumerate())
+
+
+def test_up_to_ahead_items_wait_for_the_consumer() -> None:
+    produced = []
+
+    def items() -> Iterator[int]:
+        for i in range(100):
+            produced.append(i)
+            yield i
+
+    ahead = read_ahead(items(), ahead=4)
+    assert next(ahead) == 0
+    threading.Event().wait(0.3)  # let the producer run as far as it may
+    assert len(produced) <= 6  # the one consumed, four waiting, one being produced
+    ahead.close()
