@@ -68,7 +68,7 @@ def bench_worklist(engine: Engine, chcs: list[uuid.UUID], queries: int) -> dict[
 
     def call(label: str, principal: Principal, facility: uuid.UUID, s: Session) -> None:
         started = time.perf_counter()
-        worklist.overdue(s, principal, as_of=as_of, facility_id=facility, limit=50)
+        worklist.overdue(s, principal, as_of=as_of, only=worklist.WorklistFilter(facility), limit=50)
         results[label].append((time.perf_counter() - started) * 1000)
 
     with Session(engine) as s:

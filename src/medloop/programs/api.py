@@ -251,30 +251,36 @@ def complete_task(
     return TaskOut.model_validate(task)
 
 
+def _worklist_filter(
+    facility_id: uuid.UUID | None = None,
+    practitioner_id: uuid.UUID | None = None,
+    programme: str | None = None,
+    critical_only: bool = False,
+    min_risk: Annotated[float | None, Query(ge=0, le=100)] = None,
+) -> worklist.WorklistFilter:
+    return worklist.WorklistFilter(facility_id, practitioner_id, programme, critical_only, min_risk)
+
+
+WorklistOnly = Annotated[worklist.WorklistFilter, Depends(_worklist_filter)]
+
+
 def _worklist(
     session: DbSession,
     principal: CurrentPrincipal,
     page: PageParams,
+    only: worklist.WorklistFilter,
     *,
     lost: bool,
-    facility_id: uuid.UUID | None,
-    practitioner_id: uuid.UUID | None,
-    programme: str | None,
-    critical_only: bool,
-    min_risk: float | None,
     as_of: datetime | None,
 ) -> Page[worklist.WorklistItem]:
+    as_of = _aware(as_of)
     principal.require_role(*READERS)
     items, total = worklist.overdue(
         session,
         principal,
         as_of=as_of or utcnow(),
         lost=lost,
-        facility_id=facility_id,
-        practitioner_id=practitioner_id,
-        programme=programme,
-        critical_only=critical_only,
-        min_risk=min_risk,
+        only=only,
         limit=page.limit,
         offset=page.offset,
     )
@@ -286,26 +292,11 @@ def overdue(
     session: DbSession,
     principal: CurrentPrincipal,
     page: Paging,
-    facility_id: uuid.UUID | None = None,
-    practitioner_id: uuid.UUID | None = None,
-    programme: str | None = None,
-    critical_only: bool = False,
-    min_risk: Annotated[float | None, Query(ge=0, le=100)] = None,
+    only: WorklistOnly,
     as_of: datetime | None = None,
 ) -> Page[worklist.WorklistItem]:
     """Overdue for follow-up, by up to 12 months: critical first, then ASCVD risk, then days overdue."""
-    return _worklist(
-        session,
-        principal,
-        page,
-        lost=False,
-        facility_id=facility_id,
-        practitioner_id=practitioner_id,
-        programme=programme,
-        critical_only=critical_only,
-        min_risk=min_risk,
-        as_of=_aware(as_of),
-    )
+    return _worklist(session, principal, page, only, lost=False, as_of=as_of)
 
 
 @router.get("/worklists/lost-to-follow-up", response_model=Page[worklist.WorklistItem])
@@ -313,26 +304,11 @@ def lost_to_follow_up(
     session: DbSession,
     principal: CurrentPrincipal,
     page: Paging,
-    facility_id: uuid.UUID | None = None,
-    practitioner_id: uuid.UUID | None = None,
-    programme: str | None = None,
-    critical_only: bool = False,
-    min_risk: Annotated[float | None, Query(ge=0, le=100)] = None,
+    only: WorklistOnly,
     as_of: datetime | None = None,
 ) -> Page[worklist.WorklistItem]:
     """Overdue by more than 12 months."""
-    return _worklist(
-        session,
-        principal,
-        page,
-        lost=True,
-        facility_id=facility_id,
-        practitioner_id=practitioner_id,
-        programme=programme,
-        critical_only=critical_only,
-        min_risk=min_risk,
-        as_of=_aware(as_of),
-    )
+    return _worklist(session, principal, page, only, lost=True, as_of=as_of)
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -68,6 +68,17 @@ class WorklistItem:
     last_visit_at: datetime | None
 
 
+@dataclass(frozen=True)
+class WorklistFilter:
+    """Which rows of a worklist to show (all of them by default, within the viewer's scope)."""
+
+    facility_id: uuid.UUID | None = None
+    practitioner_id: uuid.UUID | None = None
+    programme: str | None = None
+    critical_only: bool = False
+    min_risk: float | None = None
+
+
 def _age(birth: date, on: date) -> int:
     return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
 
@@ -88,17 +99,7 @@ COLUMNS = (
 )
 
 
-def _query(
-    principal: Principal,
-    *,
-    as_of: datetime,
-    lost: bool,
-    facility_id: uuid.UUID | None,
-    practitioner_id: uuid.UUID | None,
-    programme: str | None,
-    critical_only: bool,
-    min_risk: float | None,
-) -> Select:
+def _query(principal: Principal, *, as_of: datetime, lost: bool, only: WorklistFilter) -> Select:
     cutoff = lost_cutoff(as_of)
     stmt: Select = (
         select(*COLUMNS, Patient.name, Patient.phone, Patient.sex, Patient.birth_date)
@@ -109,18 +110,18 @@ def _query(
         stmt = stmt.where(Enrolment.next_due_at < cutoff)
     else:
         stmt = stmt.where(Enrolment.next_due_at < as_of, Enrolment.next_due_at >= cutoff)
-    if facility_id is not None:
-        stmt = stmt.where(Enrolment.facility_id == facility_id)
+    if only.facility_id is not None:
+        stmt = stmt.where(Enrolment.facility_id == only.facility_id)
     elif principal.scope is not None:
         stmt = stmt.where(among(Enrolment.facility_id, principal.scope))
-    if practitioner_id is not None:
-        stmt = stmt.where(Enrolment.practitioner_id == practitioner_id)
-    if programme is not None:
-        stmt = stmt.where(Enrolment.programme == programme)
-    if critical_only:
+    if only.practitioner_id is not None:
+        stmt = stmt.where(Enrolment.practitioner_id == only.practitioner_id)
+    if only.programme is not None:
+        stmt = stmt.where(Enrolment.programme == only.programme)
+    if only.critical_only:
         stmt = stmt.where(Enrolment.critical.is_(True))
-    if min_risk is not None:
-        stmt = stmt.where(Enrolment.risk_score >= min_risk)
+    if only.min_risk is not None:
+        stmt = stmt.where(Enrolment.risk_score >= only.min_risk)
     return stmt
 
 
@@ -130,27 +131,14 @@ def overdue(
     *,
     as_of: datetime,
     lost: bool = False,
-    facility_id: uuid.UUID | None = None,
-    practitioner_id: uuid.UUID | None = None,
-    programme: str | None = None,
-    critical_only: bool = False,
-    min_risk: float | None = None,
+    only: WorklistFilter = WorklistFilter(),
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[WorklistItem], int]:
     """One page of the overdue list (or, with `lost`, the lost-to-follow-up list)."""
-    if facility_id is not None and not principal.can_see_facility(facility_id):
-        raise NotFound(f"facility {facility_id} not found in your facility scope")
-    stmt = _query(
-        principal,
-        as_of=as_of,
-        lost=lost,
-        facility_id=facility_id,
-        practitioner_id=practitioner_id,
-        programme=programme,
-        critical_only=critical_only,
-        min_risk=min_risk,
-    )
+    if only.facility_id is not None and not principal.can_see_facility(only.facility_id):
+        raise NotFound(f"facility {only.facility_id} not found in your facility scope")
+    stmt = _query(principal, as_of=as_of, lost=lost, only=only)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     order = (
         Enrolment.critical.desc(),
