@@ -14,7 +14,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from medloop.auth.principal import system_principal
 from medloop.devices.models import DeadLetter, Device, DeviceAlert, DeviceBinding, Reading
+from medloop.programs import service
 from medloop.screening.models import RiskAssessment
 from medloop.store.base import utcnow
 from medloop.web.overview import overview_cache
@@ -181,3 +183,16 @@ def login(client: TestClient, username: str, password: str = PASSWORD) -> str:
     found = CSRF.search(page.text)
     assert found
     return found.group(1)
+
+
+def enrol_long_overdue(session: Session, activity: Activity) -> None:
+    """Alice and Bob in hypertension, enrolled 120 days ago: their follow-up is long overdue."""
+    for key in ("alice", "bob"):
+        service.enrol(
+            session,
+            system_principal(),
+            activity.world.patients[key].id,
+            "hypertension",
+            at=utcnow() - timedelta(days=120),
+            diagnosed=True,
+        )

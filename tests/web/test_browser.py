@@ -9,7 +9,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,12 @@ from sqlalchemy.orm import Session
 
 from medloop.app import create_app
 from medloop.auth.principal import system_principal
-from medloop.programs import kpi, service
+from medloop.programs import kpi
 from medloop.settings import Settings
 from medloop.store.base import utcnow
 from tests.conftest import require_service
 from tests.factories import PASSWORD
-from tests.web.conftest import Activity
+from tests.web.conftest import Activity, enrol_long_overdue
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
@@ -52,16 +51,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server(engine: Engine, activity: Activity) -> Iterator[str]:
-    with Session(engine) as session:  # alice and bob: hypertension follow-up long overdue
-        for key in ("alice", "bob"):
-            service.enrol(
-                session,
-                system_principal(),
-                activity.world.patients[key].id,
-                "hypertension",
-                at=utcnow() - timedelta(days=120),
-                diagnosed=True,
-            )
+    with Session(engine) as session:
+        enrol_long_overdue(session, activity)
         kpi.refresh(session, utcnow().date().replace(day=1))  # the overview's figures
         session.commit()
     port = _free_port()

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from medloop.auth.principal import system_principal
-from medloop.programs import service
-from medloop.store.base import utcnow
-from tests.web.conftest import Activity, login
+from tests.web.conftest import Activity, enrol_long_overdue, login
 
 pytestmark = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 
@@ -21,15 +17,7 @@ pytestmark = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 @pytest.fixture
 def enrolled(engine: Engine, activity: Activity) -> Activity:
     with Session(engine) as session:
-        for key in ("alice", "bob"):
-            service.enrol(
-                session,
-                system_principal(),
-                activity.world.patients[key].id,
-                "hypertension",
-                at=utcnow() - timedelta(days=120),
-                diagnosed=True,
-            )
+        enrol_long_overdue(session, activity)
         session.commit()
     return activity
 
