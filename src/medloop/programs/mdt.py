@@ -23,7 +23,8 @@ from medloop.network.routing import Network
 from medloop.people.models import Practitioner
 from medloop.programs.definitions import Definition, get_definition
 from medloop.programs.models import Enrolment, MdtCase, MdtParticipant, MdtStatus, ProgrammeTask, TaskStatus
-from medloop.programs.sql import chunks, dialect_insert, table
+from medloop.programs.sql import chunks, table
+from medloop.store.bulk import dialect_insert
 
 CASE_NAMESPACE = uuid.UUID("51d8b2f4-9e07-5a3c-b6d1-7f2e0c4a9b86")
 RECOMMENDATION_NAMESPACE = uuid.UUID("a2c7e9f1-3b58-5d40-9e6a-1d8b4f0c7e32")

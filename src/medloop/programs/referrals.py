@@ -28,8 +28,9 @@ from medloop.errors import BadRequest, Conflict, NotFound
 from medloop.network.routing import Facility, Network, Route, haversine_km
 from medloop.people.models import Patient
 from medloop.programs.models import ProgrammeTask, Referral, ReferralStatus, TaskStatus
-from medloop.programs.sql import chunks, dialect_insert, table
+from medloop.programs.sql import chunks, table
 from medloop.store.base import utcnow
+from medloop.store.bulk import dialect_insert
 
 REFERRAL_NAMESPACE = uuid.UUID("3c9a5e21-7b64-5d1f-a0e8-92d4f6b1c7a3")
 OUTCOME_NAMESPACE = uuid.UUID("e7a41c90-5d2b-5f63-8c1e-0b9d3f6a2e58")

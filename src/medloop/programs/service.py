@@ -49,9 +49,10 @@ from medloop.programs.models import (
     TaskStatus,
     Timepoint,
 )
-from medloop.programs.sql import chunks, dialect_insert, insert_ignore, table, update_by_key, upsert
+from medloop.programs.sql import chunks, insert_ignore, table, update_by_key, upsert
 from medloop.screening.models import RiskAssessment
 from medloop.store.base import utcnow
+from medloop.store.bulk import dialect_insert
 
 # Fixed namespace of task ids (never change it: replays must find the same rows).
 TASK_NAMESPACE = uuid.UUID("0b6f2d7e-4c1a-5e39-8d2f-6a7c9e1b3f55")

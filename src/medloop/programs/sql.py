@@ -7,10 +7,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Connection, MetaData, Table, bindparam, func, literal_column, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from medloop.store.bulk import copy_rows
+from medloop.store.bulk import copy_rows, dialect_insert
 
 T = TypeVar("T")
 CHUNK = 1000
@@ -24,10 +22,6 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 def table(model: Any) -> Table:
     """A mapped class's table, typed as one."""
     return cast(Table, model.__table__)
-
-
-def dialect_insert(conn: Connection, table: Table) -> Any:
-    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
 
 
 def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Iterable[str]) -> None:

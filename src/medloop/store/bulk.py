@@ -58,6 +58,11 @@ def copy_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Iter
     return n
 
 
+def dialect_insert(conn: Connection, table: Table) -> Any:
+    """The connection's dialect's INSERT, which has `on_conflict_do_nothing` / `_do_update`."""
+    return (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
 def bulk_insert(
     conn: Connection,
     table: Table,
@@ -74,16 +79,10 @@ def bulk_insert(
     dialect = conn.dialect.name
     if dialect == "postgresql" and not on_conflict_ignore:
         return copy_rows(conn, table, columns, ([r[c] for c in columns] for r in rows))
+    stmt: Any = dialect_insert(conn, table).on_conflict_do_nothing() if on_conflict_ignore else insert(table)
     written = 0
     for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        if on_conflict_ignore:
-            stmt: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(
-                table
-            ).on_conflict_do_nothing()
-        else:
-            stmt = insert(table)
-        result = conn.execute(stmt, list(chunk))
+        result = conn.execute(stmt, list(rows[start : start + batch_size]))
         written += result.rowcount if result.rowcount and result.rowcount > 0 else 0
     return written
 
