@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from medloop.auth.principal import Principal
-from medloop.auth.scope import descendants, for_reads, patient_in_scope
+from medloop.auth.scope import descendants, for_reads, patient_in_scope, scope_patient_ids
 from medloop.people.models import Patient
 from tests.factories import World
 
@@ -39,3 +39,11 @@ def test_a_smaller_scope_is_kept(engine: Engine, world: World) -> None:
         reader = for_reads(session, county)
         assert reader is county
         assert 0 < len(_visible(session, reader)) < len(world.patients)
+
+
+def test_scope_patient_ids_are_the_patients_the_rule_admits(engine: Engine, world: World) -> None:
+    with Session(engine) as session:
+        for root in ("CHC-A1", "CNTY-A", "CNTY-B", "HUB"):
+            scope = descendants(session, [world.org_id(root)])
+            from_scope = set(session.scalars(select(scope_patient_ids(scope).subquery().c[0])))
+            assert from_scope == _visible(session, _principal(scope)), root

@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select, true, union
+from sqlalchemy import Select, func, select, true
 from sqlalchemy.orm import Session
 
 from medloop.auth.principal import Principal
-from medloop.auth.scope import for_reads, patient_in_scope
+from medloop.auth.scope import for_reads, patient_in_scope, scope_patient_ids
 from medloop.devices.models import DeadLetter, DeadLetterStatus, Device, DeviceBinding, Reading
-from medloop.people.models import Patient, PatientIdentifier
 from medloop.store.base import utcnow
 
 ONLINE_WITHIN = timedelta(minutes=10)
@@ -62,12 +61,7 @@ def _visible_devices(session: Session, principal: Principal) -> Select[uuid.UUID
         .where(patient_in_scope(reader, binding.patient_id))
     )
     if len(principal.scope) <= SMALL_SCOPE:
-        scope = list(principal.scope)
-        candidates = union(
-            select(Patient.id).where(Patient.home_facility_id.in_(scope)),
-            select(PatientIdentifier.patient_id).where(PatientIdentifier.organisation_id.in_(scope)),
-        )
-        stmt = stmt.where(binding.patient_id.in_(candidates))
+        stmt = stmt.where(binding.patient_id.in_(scope_patient_ids(principal.scope)))
     return stmt.distinct()
 
 
