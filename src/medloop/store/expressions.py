@@ -60,4 +60,4 @@ def _among_postgresql(element: _Among, compiler: SQLCompiler, **kw: Any) -> str:
 
 def among(column: ColumnElement[uuid.UUID] | Any, ids: Iterable[uuid.UUID]) -> ColumnElement[bool]:
     """`column IN ids`, the ids bound as a single parameter (see the module's docstring)."""
-    return _Among(column, bindparam(None, sorted(ids), type_=UuidSet()))
+    return _Among(column, bindparam(None, list(ids), type_=UuidSet()))
