@@ -314,6 +314,31 @@ def test_copd_sq_points(item: str, value: Any, points: int) -> None:
     assert score("copd_sq", COPD_ZERO, **{item: value}) == points
 
 
+# Heights and weights whose BMI is exactly a band's lower bound; computed in floating point without
+# rounding, each comes out just below it (e.g. 160 cm, 61.44 kg → 23.999999999999993).
+ON_A_BMI_BOUND = [
+    (160, 47.36, 18.5),
+    (180, 59.94, 18.5),
+    (160, 56.32, 22),
+    (155, 57.66, 24),
+    (160, 61.44, 24),
+    (185, 82.14, 24),
+    (155, 67.27, 28),
+    (160, 71.68, 28),
+    (180, 90.72, 28),
+    (160, 76.8, 30),
+]
+CDRS_BMI_POINTS = {18.5: 0, 22: 1, 24: 3, 28: 3, 30: 5}
+COPD_SQ_BMI_POINTS = {18.5: 4, 22: 4, 24: 1, 28: 0, 30: 0}
+
+
+@pytest.mark.parametrize(("height_cm", "weight_kg", "bmi"), ON_A_BMI_BOUND)
+def test_a_bmi_on_a_band_bound_is_in_that_band(height_cm: int, weight_kg: float, bmi: float) -> None:
+    body = {"height_cm": height_cm, "weight_kg": weight_kg}
+    assert score("cdrs", CDRS_ZERO, **body) == CDRS_BMI_POINTS[bmi]
+    assert score("copd_sq", COPD_ZERO, **body) == COPD_SQ_BMI_POINTS[bmi]
+
+
 def test_copd_sq_cut_off_and_ages() -> None:
     # 10 (age 70) + 5 (cough) = 15 → low; + 1 (biomass) = 16 → high.
     assert category("copd_sq", COPD_ZERO, age=70, chronic_cough=True) == "low"

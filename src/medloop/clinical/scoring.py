@@ -192,9 +192,11 @@ def enum_points(name: str, points: Mapping[str, float]) -> pl.Expr:
 
 
 def bmi() -> pl.Expr:
-    """Body-mass index (kg/m²) from weight_kg and height_cm."""
+    """Body-mass index (kg/m²) from weight_kg and height_cm, to 6 decimals: the bands start at
+    exact values, and unrounded, a BMI that is exactly on a band's lower bound can come out a
+    hair below it (160 cm and 61.44 kg give 23.999999999999993, not 24)."""
     metres = pl.col("height_cm") / 100.0
-    return pl.col("weight_kg") / (metres * metres)
+    return (pl.col("weight_kg") / (metres * metres)).round(6)
 
 
 def points(condition: pl.Expr, value: float) -> pl.Expr:
