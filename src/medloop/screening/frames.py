@@ -9,6 +9,8 @@ an error reason and the run goes on."""
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from polars.io.plugins import register_io_source
 
 from medloop.clinical.inputs import INVALID
 from medloop.errors import Unprocessable
@@ -289,43 +292,81 @@ def open_source(path: Path) -> Source:
 
 # --- writing ------------------------------------------------------------------------------------
 
+_END = object()  # the producer is done: finish the file
+_ABORT = object()  # the producer failed: stop writing
+
+
+class _Aborted(Exception):
+    """Stops the writer of a run that failed (the partial file is removed)."""
+
 
 class FrameWriter:
-    """Writes frames to one Parquet or CSV file, atomically: into `<path>.partial`, renamed to
-    `path` on a clean close and removed when the run fails. Write at least one (maybe empty) frame
-    so that the file exists with its columns."""
+    """Writes frames, in order, to one Parquet or CSV file, atomically: into `<path>.partial`,
+    renamed to `path` on a clean close and removed when the run fails. Write at least one (maybe
+    empty) frame so that the file exists with its columns; every frame has the first one's schema.
 
-    def __init__(self, path: Path) -> None:
+    Polars' own writer does the work, on a thread of its own that takes the frames from a queue
+    (a lazy frame whose source is that queue, sunk to the file), so that writing one batch
+    overlaps with producing the next and `write` returns as soon as the frame is handed over.
+    Parquet: LZ4, no statistics (a results file is read whole); text columns are Enums, written
+    dictionary-encoded. A failure of the writer is raised by the next `write` or at the close."""
+
+    def __init__(self, path: Path, *, ahead: int = 1) -> None:
         self.path = path
         self.format = file_format(path)
         self.partial = path.with_name(path.name + ".partial")
-        self._parquet: pq.ParquetWriter | None = None
-        self._csv: Any = None
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+        self._schema: pl.Schema | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def write(self, frame: pl.DataFrame) -> None:
-        if self.format == "parquet":
-            table = frame.to_arrow()
-            if self._parquet is None:
-                # Written for speed (the writer is a large part of a run): the key (first column)
-                # is unique and numbers hardly compress, so both are stored plain and uncompressed;
-                # text columns have few distinct values: dictionary-encoded, LZ4. No statistics
-                # (they cost a third of the writer's time and a results file is read whole).
-                key = frame.columns[0]
-                texts = [f.name for f in table.schema if not pa.types.is_floating(f.type) and f.name != key]
-                self._parquet = pq.ParquetWriter(
-                    self.partial,
-                    table.schema,
-                    compression={c: "lz4" if c in texts else "none" for c in frame.columns},
-                    use_dictionary=texts,
-                    write_statistics=False,
-                )
-            self._parquet.write_table(table)
-        else:
-            if self._csv is None:
-                self._csv = self.partial.open("wb")
-                frame.write_csv(self._csv, include_header=True)
+        if self._thread is None:
+            self._schema = frame.schema
+            self._thread = threading.Thread(target=self._sink, name=f"write-{self.path.name}", daemon=True)
+            self._thread.start()
+        elif frame.schema != self._schema:
+            raise ValueError(f"{self.path.name}: a frame with columns {frame.schema} after {self._schema}")
+        if self._error is not None or not self._put(frame):
+            raise self._error or RuntimeError(f"the writer of {self.path.name} stopped")
+
+    def _put(self, item: Any) -> bool:
+        """Hand `item` to the writer; False when the writer has stopped."""
+        assert self._thread is not None
+        while self._thread.is_alive():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _frames(
+        self,
+        with_columns: list[str] | None,
+        predicate: pl.Expr | None,
+        n_rows: int | None,
+        batch_size: int | None,
+    ) -> Iterator[pl.DataFrame]:
+        """The queue as the source of a lazy frame that is sunk whole: Polars pushes no filter or
+        limit down to it (and would get wrong results if it did, hence the check)."""
+        if predicate is not None or n_rows is not None:
+            raise NotImplementedError("a frame writer's source cannot filter or limit")
+        while (item := self._queue.get()) is not _END:
+            if item is _ABORT:
+                raise _Aborted(self.path.name)
+            yield item if with_columns is None else item.select(with_columns)
+
+    def _sink(self) -> None:
+        assert self._schema is not None
+        frames = register_io_source(self._frames, schema=self._schema)
+        try:
+            if self.format == "parquet":
+                frames.sink_parquet(self.partial, compression="lz4", statistics=False)
             else:
-                frame.write_csv(self._csv, include_header=False)
+                frames.sink_csv(self.partial)
+        except BaseException as exc:  # raised to the producer by write() or __exit__
+            self._error = exc
 
     def __enter__(self) -> FrameWriter:
         return self
@@ -333,11 +374,13 @@ class FrameWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-        if self._csv is not None:
-            self._csv.close()
-        if exc_type is None and (self._parquet is not None or self._csv is not None):
+        if self._thread is None:  # nothing written: no file
+            return
+        self._put(_END if exc_type is None else _ABORT)
+        self._thread.join()
+        if exc_type is None and self._error is None:
             self.partial.replace(self.path)
-        else:
-            self.partial.unlink(missing_ok=True)
+            return
+        self.partial.unlink(missing_ok=True)
+        if exc_type is None and self._error is not None:
+            raise self._error

@@ -15,7 +15,6 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from medloop.auth.principal import system_principal
-from medloop.background import read_ahead
 from medloop.errors import BadRequest
 from medloop.network.routing import Network
 from medloop.screening.engine import (
@@ -60,9 +59,8 @@ def _results(
     options: ScreenOptions, source: Source, plan: Plan, stack: ExitStack, db: DatabasePopulation | None
 ) -> Iterator[pl.DataFrame]:
     if options.engine == "local":
-        if db:  # completing rows from the patient records uses the session: one thread
-            return local_results(source, plan, options.batch_rows, prepare=db.prepare)
-        return read_ahead(local_results(source, plan, options.batch_rows), name="screening-read-ahead")
+        # The writers take each batch on threads of their own while the next one is screened.
+        return local_results(source, plan, options.batch_rows, prepare=db.prepare if db else None)
     from distributed import Client, LocalCluster
 
     from medloop.screening.dask_runner import dask_results
