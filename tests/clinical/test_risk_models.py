@@ -126,6 +126,17 @@ def test_china_par_valid_ages(age: int, applies: bool) -> None:
         )
 
 
+@pytest.mark.parametrize("sex", ["M", "F"])
+@pytest.mark.parametrize(
+    "field",
+    ["sex", "age", "sbp", "bp_treated", "tc_mmol", "hdl_mmol", "waist_cm", "smoking", "diabetes", "north"],
+)
+def test_china_par_an_unknown_input_leaves_the_risk_open(sex: str, field: str) -> None:
+    result = run("china_par", {**GUIDELINE_MAN, "sex": sex}, **{field: None})
+    assert (result["category"], result["score"]) == ("insufficient_data", None)
+    assert f"missing:{field}" in result["reasons"]
+
+
 def test_china_par_women_need_no_urban_or_family_history() -> None:
     assert category("china_par", GUIDELINE_MAN, sex="F", urban=None, family_history_ascvd=None) == "low"
     men = run("china_par", GUIDELINE_MAN, urban=None)

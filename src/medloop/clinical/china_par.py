@@ -22,44 +22,51 @@ def risk_category(risk: pl.Expr) -> pl.Expr:
     return CATEGORIES.banded(risk, BANDS)
 
 
-def _z(sex: str) -> pl.Expr:
-    beta: dict[str, float] = DOC["coefficients"][sex]
-    per_mgdl = DOC["mmol_per_mgdl"]
-    ln_age = pl.col("age").cast(pl.Float64).log()
-    ln_sbp = pl.col("sbp").log()
-    treated = pl.col("bp_treated").cast(pl.Float64)
-    untreated = 1.0 - treated
-    smoker = (pl.col("smoking") == "current").cast(pl.Float64)
-    family = pl.col("family_history_ascvd").cast(pl.Float64)
-    terms = {
-        "ln_age": ln_age,
-        "ln_sbp_treated": ln_sbp * treated,
-        "ln_sbp_untreated": ln_sbp * untreated,
-        "ln_tc": (pl.col("tc_mmol") / per_mgdl).log(),
-        "ln_hdl": (pl.col("hdl_mmol") / per_mgdl).log(),
-        "ln_waist": pl.col("waist_cm").log(),
-        "smoker": smoker,
-        "diabetes": pl.col("diabetes").cast(pl.Float64),
-        "north": pl.col("north").cast(pl.Float64),
-        "urban": pl.col("urban").cast(pl.Float64),
-        "family_history": family,
-        "ln_age_x_ln_sbp_treated": ln_age * ln_sbp * treated,
-        "ln_age_x_ln_sbp_untreated": ln_age * ln_sbp * untreated,
-        "ln_age_x_smoker": ln_age * smoker,
-        "ln_age_x_family_history": ln_age * family,
-    }
-    z: pl.Expr = pl.lit(beta["intercept"])
-    for term, coefficient in beta.items():
-        if term != "intercept":
-            z = z + coefficient * terms[term]
-    return z
+def _beta(term: str) -> pl.Expr:
+    """Each person's coefficient of `term`: their sex's (0 where that sex's equation lacks it)."""
+    men, women = DOC["coefficients"]["M"], DOC["coefficients"]["F"]
+    return pl.when(pl.col("sex") == "M").then(men.get(term, 0.0)).otherwise(women.get(term, 0.0))
+
+
+def _either(condition: pl.Expr, yes: pl.Expr | float, no: pl.Expr | float) -> pl.Expr:
+    """`yes` where condition holds, `no` where it does not, null where it is unknown."""
+    return pl.when(condition).then(yes).when(~condition).then(no)
 
 
 def ten_year_risk() -> pl.Expr:
-    """10-year ASCVD risk in %."""
-    sex = pl.col("sex")
-    z = pl.when(sex == "M").then(_z("M")).when(sex == "F").then(_z("F")).otherwise(None)
-    return 100.0 * (1.0 - (-(z.exp())).exp())
+    """10-year ASCVD risk in %: z = Σ βᵢ·xᵢ + intercept with each person's sex's coefficients.
+
+    The sum is regrouped so that one pass over the rows serves both sexes and both treatment
+    states (computing each sex's equation for every row took twice the time): the SBP terms are
+    ln SBP × (β_sbp + β_age×sbp · ln age) with the treated or untreated βs, the smoking terms
+    smoker × (β_smoker + β_age×smoker · ln age), and urban and family history enter for men only."""
+    men = DOC["coefficients"]["M"]
+    per_mgdl = DOC["mmol_per_mgdl"]
+    sex, b = pl.col("sex"), _beta
+    ln_age = pl.col("age").cast(pl.Float64).log()
+    sbp_slope = _either(
+        pl.col("bp_treated"),
+        b("ln_sbp_treated") + b("ln_age_x_ln_sbp_treated") * ln_age,
+        b("ln_sbp_untreated") + b("ln_age_x_ln_sbp_untreated") * ln_age,
+    )
+    smoking = _either(pl.col("smoking") == "current", b("smoker") + b("ln_age_x_smoker") * ln_age, 0.0)
+    family = _either(
+        pl.col("family_history_ascvd"), men["family_history"] + men["ln_age_x_family_history"] * ln_age, 0.0
+    )
+    men_only = _either(sex == "M", men["urban"] * pl.col("urban").cast(pl.Float64) + family, 0.0)
+    z = (
+        b("intercept")
+        + b("ln_age") * ln_age
+        + sbp_slope * pl.col("sbp").log()
+        + b("ln_tc") * (pl.col("tc_mmol") / per_mgdl).log()
+        + b("ln_hdl") * (pl.col("hdl_mmol") / per_mgdl).log()
+        + b("ln_waist") * pl.col("waist_cm").log()
+        + smoking
+        + b("diabetes") * pl.col("diabetes").cast(pl.Float64)
+        + b("north") * pl.col("north").cast(pl.Float64)
+        + men_only
+    )
+    return pl.when(sex.is_in(["M", "F"])).then(100.0 * (1.0 - (-(z.exp())).exp()))
 
 
 def _build(stage: Stage) -> Outcome:
