@@ -148,8 +148,9 @@ def sample_file(path: Path, rows: int, data_dir: Path) -> Path:
 
 def compare(baseline: Path, engine: Path) -> list[str]:
     """The columns in which the baseline's results differ from the engine's (empty: identical).
-    Scores agree to 1e-12 relative, not to the last bit: Polars divides by a constant as a
-    multiplication by its reciprocal (China-PAR's mmol/L → mg/dL)."""
+    Scores agree to 1e-9 relative (as the unit tests hold China-PAR to its formula), not to the
+    last bit: the engine sums China-PAR's terms in another order, and Polars divides by a constant
+    as a multiplication by its reciprocal."""
     theirs = pl.read_parquet(baseline)
     ours = pl.read_parquet(engine).with_columns(pl.col(pl.Enum).cast(pl.String))
     if theirs.columns != ours.columns or theirs.height != ours.height:
@@ -159,7 +160,7 @@ def compare(baseline: Path, engine: Path) -> list[str]:
         a, b = theirs.get_column(name), ours.get_column(name)
         same = a.is_null() == b.is_null()
         if name.endswith("_score"):
-            same &= ((a - b).abs() <= 1e-12 * b.abs()).fill_null(True)
+            same &= ((a - b).abs() <= 1e-9 * b.abs()).fill_null(True)
         else:
             same &= (a == b).fill_null(True)
         if not same.all():
@@ -188,10 +189,10 @@ def main() -> None:
     differ = compare(theirs, ours)
     theirs.unlink()
     ours.unlink()
+    verdict = f"DIFFER from the engine's in {', '.join(differ)}" if differ else "equal to the engine's"
     print(
         f"row by row, {args.sample:,}-row sample: {base_models * 1e6:.1f} µs per row in the models, "
-        f"{base_end_to_end * 1e6:.1f} µs end to end; results "
-        + (f"DIFFER from the engine's in {', '.join(differ)}" if differ else "equal to the engine's")
+        f"{base_end_to_end * 1e6:.1f} µs end to end; results {verdict} (scores to 1e-9)"
     )
     for n in args.sizes:
         path = population(n, args.seed, args.data_dir)
