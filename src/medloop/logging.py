@@ -43,6 +43,8 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # Alembic announces each of its plugins at INFO on every migration run.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def get_logger(name: str) -> logging.Logger:
