@@ -1,6 +1,6 @@
-"""`read_ahead`: the screening runner produces the next batch, and the region simulator the next
-chunk of people, in a background thread while the current one is written; order, errors and early
-stops must be as if there were no thread."""
+"""`read_ahead`: the region simulator generates the next chunk of people in a background thread
+while the current one is written; order, errors and early stops must be as if there were no
+thread."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Overlapping the steps of a batch job on two cores.
 
 `read_ahead(items)` iterates `items` on a background thread, at most `ahead` items ahead of the
-consumer, so that producing the next item (reading and screening a batch, generating a chunk of
-people) overlaps with consuming this one (writing it). It pays where both sides spend their time
+consumer, so that producing the next item (generating a chunk of people) overlaps with consuming
+this one (writing it). (Screening overlaps the other way round: its results writer,
+`screening.frames.FrameWriter`, has the thread.) It pays where both sides spend their time
 in code that releases the GIL: NumPy, Polars, Arrow and Parquet compression, the database drivers.
 The thread is bounded and joined, not a hidden background task: an exception of the producer is
 raised to the consumer after the items produced before it, and a consumer that stops early (or
