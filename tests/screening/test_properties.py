@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -74,3 +77,42 @@ def test_every_row_gets_an_outcome(person: dict[str, Any]) -> None:
             assert result["reasons"] == []
         else:
             assert result["score"] is None and result["flags"] == [] and result["reasons"]
+
+
+# --- against a second implementation ---------------------------------------------------------
+# bench/row_by_row.py is the benchmark's baseline: the population models written again, one person
+# at a time in plain Python, from the same data files and rules. Agreeing with it on random rows,
+# including missing, implausible and not-allowed values, is a check of both.
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+import row_by_row  # noqa: E402
+
+POPULATION = [m for m in MODELS.values() if m.population]
+POPULATION_INPUTS = sorted({f for m in POPULATION for f in m.inputs})
+POPULATION_ROW = st.fixed_dictionaries({name: _value(name) for name in POPULATION_INPUTS})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(POPULATION_ROW, min_size=1, max_size=20))
+def test_engine_equals_the_row_by_row_implementation(people: list[dict[str, Any]]) -> None:
+    assert list(row_by_row.MODELS) == [m.name for m in POPULATION]
+    raw = pl.DataFrame(
+        people,
+        schema={n: pl.String if FIELDS[n].kind == "enum" else FIELDS[n].dtype for n in POPULATION_INPUTS},
+    )
+    results = evaluate(normalise(raw, POPULATION_INPUTS, "the examples"), POPULATION)
+    checks = row_by_row.checks(POPULATION_INPUTS)
+    for i, person in enumerate(people):
+        row = results.row(i, named=True)
+        bad = row_by_row.problems(person, checks)
+        for model in POPULATION:
+            score, category, flags, reasons = row_by_row.screen(row_by_row.MODELS[model.name], person, bad)
+            columns = model.columns()
+            assert (row[columns[1]], row[columns[2]], row[columns[3]]) == (category, flags, reasons), (
+                model.name,
+                person,
+            )
+            if score is None:
+                assert row[columns[0]] is None, (model.name, person)
+            else:
+                assert row[columns[0]] == pytest.approx(score, rel=1e-9), (model.name, person)
