@@ -286,6 +286,20 @@ def test_bad_input_is_a_clear_4xx(client: TestClient, carol: Ids) -> None:
         json={"events": [event | {"kind": "visit", "payload": {"sbp": "high"}}]},
     )
     assert r.status_code == 400 and "sbp must be a number" in r.json()["detail"]
+    # a visit sent as an event gets the checks POST /api/v1/visits makes
+    r = client.post(
+        "/api/v1/events",
+        headers=headers,
+        json={"events": [event | {"kind": "visit", "payload": {"sbp": 400, "dbp": 80}}]},
+    )
+    assert r.status_code == 400 and r.json()["field"] == "sbp"
+    assert "event bad-1: sbp 400 is outside the plausible range" in r.json()["detail"]
+    r = client.post(
+        "/api/v1/events",
+        headers=headers,
+        json={"events": [event | {"id": "clinic:7", "kind": "visit", "payload": {"sbp": 130}}]},
+    )
+    assert r.status_code == 400 and "event clinic:7: a visit's id must be a FHIR id" in r.json()["detail"]
     visit = {
         "patient_id": str(carol.patient),
         "facility_id": str(carol.facility),
@@ -295,6 +309,8 @@ def test_bad_input_is_a_clear_4xx(client: TestClient, carol: Ids) -> None:
     }
     r = client.post("/api/v1/visits", headers=headers, json=visit)
     assert r.status_code == 400 and r.json()["field"] == "sbp"
+    r = client.post("/api/v1/visits", headers=headers, json=visit | {"sbp": 130, "id": "clinic_7"})
+    assert r.status_code == 422 and "id" in r.text
     r = client.post(
         "/api/v1/enrolments", headers=headers, json={"patient_id": str(carol.patient), "programme": "yoga"}
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any, Literal
@@ -9,6 +10,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 EVENT_ID = r"^[A-Za-z0-9._:\-]{1,64}$"
+VISIT_ID = re.compile(r"^[A-Za-z0-9.\-]{1,64}$")  # a FHIR id: a visit is also FHIR Encounter/<id>
 Scalar = str | int | float | bool
 
 
@@ -113,7 +115,12 @@ class MedicationChange(_In):
 
 
 class VisitIn(_In):
-    id: str | None = Field(None, pattern=EVENT_ID, description="Send one to make retries safe.")
+    id: str | None = Field(
+        None,
+        pattern=VISIT_ID.pattern,
+        description="Send one to make retries safe. A FHIR id (letters, digits, '-' and '.'; at most 64): "
+        "the visit is also FHIR Encounter/<id>.",
+    )
     patient_id: uuid.UUID
     facility_id: uuid.UUID
     effective_at: AwareDatetime

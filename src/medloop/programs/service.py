@@ -49,6 +49,7 @@ from medloop.programs.models import (
     TaskStatus,
     Timepoint,
 )
+from medloop.programs.schemas import VISIT_ID
 from medloop.programs.sql import chunks, insert_ignore, table, update_by_key, upsert
 from medloop.screening.models import RiskAssessment
 from medloop.store.base import utcnow
@@ -103,6 +104,20 @@ def _check(event: NewEvent, kinds: frozenset[str]) -> None:
         value = event.payload.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise BadRequest(f"event {event.id}: {name} must be a number, got {value!r}")
+
+
+def check_measures(payload: Mapping[str, Any], where: str = "") -> None:
+    """Refuses measurements outside the data-quality limits of the clinical code book (values that
+    are not numbers are left to the type check)."""
+    bounds = limits()
+    for name in NUMERIC:
+        value, lim = payload.get(name), bounds.get(name)
+        if lim is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if not lim.min <= value <= lim.max:
+            raise BadRequest(
+                f"{where}{name} {value:g} is outside the plausible range {lim.min:g}–{lim.max:g}", field=name
+            )
 
 
 def event_rows(events: Sequence[NewEvent], recorded_by: str) -> list[dict[str, Any]]:
@@ -165,7 +180,15 @@ def _in_scope(session: Session, principal: Principal, patient_ids: Iterable[uuid
 
 def record_events(session: Session, principal: Principal, events: Sequence[NewEvent]) -> list[str]:
     """Events from a care-team member (API): every patient must be in the caller's scope. Stored,
-    applied, audited. Returns the ids that were new."""
+    applied, audited. Returns the ids that were new. Their measurements must lie inside the
+    data-quality limits, and a visit's id must be a FHIR id (a visit is also FHIR Encounter/<id>)."""
+    for e in events:
+        if e.kind == "visit" and not VISIT_ID.match(e.id):
+            raise BadRequest(
+                f"event {e.id}: a visit's id must be a FHIR id (letters, digits, '-' and '.'; at most 64): "
+                "the visit is also FHIR Encounter/<id>"
+            )
+        check_measures(e.payload, f"event {e.id}: ")
     missing = {e.patient_id for e in events} - _in_scope(session, principal, (e.patient_id for e in events))
     if missing:
         raise NotFound(f"patient {sorted(map(str, missing))[0]} not found in your facility scope")
@@ -1002,13 +1025,7 @@ def record_visit(
     book are refused. Returns the event id, whether it was new, and the patient's enrolments."""
     if not principal.can_see_facility(facility_id):
         raise NotFound(f"facility {facility_id} not found in your facility scope")
-    bounds = limits()
-    for name, value in measures.items():
-        lim = bounds.get(name)
-        if lim is not None and not lim.min <= value <= lim.max:
-            raise BadRequest(
-                f"{name} {value:g} is outside the plausible range {lim.min:g}–{lim.max:g}", field=name
-            )
+    check_measures(measures)
     payload: dict[str, Any] = dict(measures)
     if medication_changes:
         payload["medication_changes"] = [dict(m) for m in medication_changes]

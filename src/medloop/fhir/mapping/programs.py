@@ -144,8 +144,9 @@ REFERRAL_PATHS = {
     "note": "ServiceRequest.note",
 }
 ENCOUNTER_PATHS = {"effective_at": "Encounter.period.start", "id": "Encounter.identifier"}
-FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-EVENT_ID = re.compile(schemas.EVENT_ID)  # ids of events sent to the REST API may hold _ and :
+FHIR_ID = schemas.VISIT_ID
+# Visits stored before REST visit ids had to be FHIR ids may hold _ and : (served as they are).
+EVENT_ID = re.compile(schemas.EVENT_ID)
 
 
 # --- shared ------------------------------------------------------------------------------------
