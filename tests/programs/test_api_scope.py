@@ -19,7 +19,7 @@ from medloop.auth.models import AuditEvent
 from medloop.auth.principal import system_principal
 from medloop.programs import kpi, service
 from medloop.programs.api import router
-from medloop.programs.models import Enrolment, MdtCase, ProgrammeTask, Referral
+from medloop.programs.models import Enrolment, MdtCase, ProgrammeEvent, ProgrammeTask, Referral
 from tests.factories import World, auth
 from tests.programs.conftest import T0, at
 
@@ -262,6 +262,51 @@ def test_care_team(client: TestClient, engine: Engine, carol: Ids) -> None:
             s.scalar(select(func.count()).select_from(Enrolment).where(Enrolment.patient_id == carol.patient))
             == 3
         )
+
+
+def test_a_bad_event_does_not_hold_up_the_good_ones(
+    client: TestClient, engine: Engine, world: World, carol: Ids
+) -> None:
+    headers = auth(client, "doc-b1")
+
+    def event(event_id: str, kind: str = "test_result", **payload: Any) -> dict[str, Any]:
+        patient = payload.pop("patient", carol.patient)
+        return {
+            "id": event_id,
+            "patient_id": str(patient),
+            "kind": kind,
+            "effective_at": at(20).isoformat(),
+            "payload": payload or {"test": "pet_ct"},
+        }
+
+    batch = [
+        event("bad-kind", "telepathy"),
+        event("ok-1"),
+        event("bad-sbp", "visit", sbp=400, dbp=80),
+        event("other-patient", patient=world.patients["alice"].id),
+        event("ldct"),  # stored by the fixture
+        event("ok-2", "visit", sbp=150, dbp=95),
+    ]
+    r = client.post("/api/v1/events", headers=headers, json={"events": batch})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert (body["stored"], body["duplicates"]) == (["ok-1", "ok-2"], ["ldct"])
+    assert [(x["id"], x["status"], x.get("field")) for x in body["refused"]] == [
+        ("bad-kind", 400, None),
+        ("bad-sbp", 400, "sbp"),
+        ("other-patient", 404, None),
+    ]
+    assert "unknown kind 'telepathy'" in body["refused"][0]["detail"]
+    with Session(engine) as s:
+        stored = set(
+            s.scalars(select(ProgrammeEvent.id).where(ProgrammeEvent.id.in_([e["id"] for e in batch])))
+        )
+    assert stored == {"ok-1", "ok-2", "ldct"}
+
+    # nothing recordable: the first refusal is the answer, listing them all
+    r = client.post("/api/v1/events", headers=headers, json={"events": batch[:1] + batch[2:4]})
+    assert r.status_code == 400 and "unknown kind 'telepathy'" in r.json()["detail"]
+    assert [x["id"] for x in r.json()["errors"]] == ["bad-kind", "bad-sbp", "other-patient"]
 
 
 def test_bad_input_is_a_clear_4xx(client: TestClient, carol: Ids) -> None:

@@ -32,6 +32,7 @@ from medloop.programs.schemas import (
     ParticipantOut,
     ReferralOut,
     ReferralStatusIn,
+    RefusedOut,
     TaskCompleteIn,
     TaskOut,
     VisitIn,
@@ -165,20 +166,34 @@ def call_outcome(
 @router.post("/events", response_model=EventsOut, status_code=status.HTTP_202_ACCEPTED)
 def post_events(data: EventsIn, session: DbSession, principal: CurrentPrincipal) -> EventsOut:
     """Test results, referral outcomes, Chest Pain Center time points and any other event kind the
-    programmes know (see GET /api/v1/programmes). Ids already stored are ignored."""
+    programmes know (see GET /api/v1/programmes). Each event is checked on its own: those that can
+    be recorded are, the others are listed under `refused` with the reason. Ids already stored are
+    `duplicates`. When no event can be recorded, the answer is the first refusal's error."""
     principal.require_role(*WRITERS)
-    for e in data.events:
-        if e.facility_id is not None and not principal.can_see_facility(e.facility_id):
-            raise BadRequest(f"event {e.id}: facility {e.facility_id} is outside your facility scope")
     events = [
         service.NewEvent(
             e.id, e.patient_id, e.kind, e.effective_at, e.payload, "api", e.enrolment_id, e.facility_id
         )
         for e in data.events
     ]
-    stored = service.record_events(session, principal, events)
-    fresh = set(stored)
-    return EventsOut(stored=stored, duplicates=[e.id for e in data.events if e.id not in fresh])
+    stored, refused = service.record_batch(session, principal, events)
+    if len(refused) == len(events):
+        first = refused[0].problem
+        first.errors = [_refused_out(r).model_dump(exclude_none=True) for r in refused]
+        raise first
+    fresh, turned_away = set(stored), {r.id for r in refused}
+    return EventsOut(
+        stored=stored,
+        duplicates=[e.id for e in data.events if e.id not in fresh and e.id not in turned_away],
+        refused=[_refused_out(r) for r in refused],
+    )
+
+
+def _refused_out(refused: service.Refused) -> RefusedOut:
+    problem = refused.problem
+    return RefusedOut(
+        id=refused.id, status=problem.status, detail=problem.detail, field=problem.extra.get("field")
+    )
 
 
 @router.post("/visits", response_model=VisitOut, status_code=status.HTTP_201_CREATED)

@@ -93,9 +93,19 @@ class EventsIn(_In):
     events: list[EventIn] = Field(min_length=1, max_length=1000)
 
 
+class RefusedOut(BaseModel):
+    id: str
+    status: int = Field(description="The HTTP status the event alone would have got (400, 404).")
+    detail: str
+    field: str | None = None
+
+
 class EventsOut(BaseModel):
     stored: list[str]
     duplicates: list[str]
+    refused: list[RefusedOut] = Field(
+        default_factory=list, description="Events not recorded, with the reason; the others were."
+    )
 
 
 class EventOut(_Out):

@@ -28,7 +28,7 @@ from medloop.auth.audit import record_access
 from medloop.auth.principal import Principal, system_principal
 from medloop.auth.scope import patient_in_scope
 from medloop.clinical.inputs import limits
-from medloop.errors import BadRequest, Conflict, NotFound
+from medloop.errors import BadRequest, Conflict, NotFound, Problem
 from medloop.people.models import Patient
 from medloop.programs import mdt, referrals
 from medloop.programs.definitions import (
@@ -178,20 +178,32 @@ def _in_scope(session: Session, principal: Principal, patient_ids: Iterable[uuid
     return found
 
 
+def _refusal(event: NewEvent, kinds: frozenset[str], in_scope: set[uuid.UUID]) -> None:
+    """Raises why a care-team member may not record `event`: a patient outside their scope, an
+    unknown kind, a value of the wrong type or outside the data-quality limits, or a visit whose id
+    is not a FHIR id (a visit is also FHIR Encounter/<id>)."""
+    if event.patient_id not in in_scope:
+        raise NotFound(f"event {event.id}: patient {event.patient_id} not found in your facility scope")
+    _check(event, kinds)
+    if event.kind == "visit" and not VISIT_ID.match(event.id):
+        raise BadRequest(
+            f"event {event.id}: a visit's id must be a FHIR id (letters, digits, '-' and '.'; at most 64): "
+            "the visit is also FHIR Encounter/<id>"
+        )
+    check_measures(event.payload, f"event {event.id}: ")
+
+
 def record_events(session: Session, principal: Principal, events: Sequence[NewEvent]) -> list[str]:
-    """Events from a care-team member (API): every patient must be in the caller's scope. Stored,
-    applied, audited. Returns the ids that were new. Their measurements must lie inside the
-    data-quality limits, and a visit's id must be a FHIR id (a visit is also FHIR Encounter/<id>)."""
+    """Events from a care-team member (API), all or none: the first that may not be recorded (see
+    `_refusal`) is raised. Stored, applied, audited. Returns the ids that were new."""
+    kinds, in_scope = event_kinds(), _in_scope(session, principal, (e.patient_id for e in events))
     for e in events:
-        if e.kind == "visit" and not VISIT_ID.match(e.id):
-            raise BadRequest(
-                f"event {e.id}: a visit's id must be a FHIR id (letters, digits, '-' and '.'; at most 64): "
-                "the visit is also FHIR Encounter/<id>"
-            )
-        check_measures(e.payload, f"event {e.id}: ")
-    missing = {e.patient_id for e in events} - _in_scope(session, principal, (e.patient_id for e in events))
-    if missing:
-        raise NotFound(f"patient {sorted(map(str, missing))[0]} not found in your facility scope")
+        _refusal(e, kinds, in_scope)
+    return _record(session, principal, events)
+
+
+def _record(session: Session, principal: Principal, events: Sequence[NewEvent]) -> list[str]:
+    """Store checked events, audit them and apply them to the patients' programmes."""
     fresh = store_events(session, events, principal.username)
     record_access(
         session,
@@ -203,6 +215,34 @@ def record_events(session: Session, principal: Principal, events: Sequence[NewEv
     )
     process_patients(session, {e.patient_id for e in events}, principal)
     return fresh
+
+
+@dataclass(frozen=True)
+class Refused:
+    id: str
+    problem: Problem
+
+
+def record_batch(
+    session: Session, principal: Principal, events: Sequence[NewEvent]
+) -> tuple[list[str], list[Refused]]:
+    """A care-team member's batch (the API), event by event: those that may be recorded are (as
+    `record_events`), the others come back with the reason; a bad event never holds up the good
+    ones. An event sent at a facility must be at one in the sender's scope. Returns the ids that
+    were new, and the refusals in batch order."""
+    kinds, in_scope = event_kinds(), _in_scope(session, principal, (e.patient_id for e in events))
+    good: list[NewEvent] = []
+    refused: list[Refused] = []
+    for e in events:
+        try:
+            if e.facility_id is not None and not principal.can_see_facility(e.facility_id):
+                raise BadRequest(f"event {e.id}: facility {e.facility_id} is outside your facility scope")
+            _refusal(e, kinds, in_scope)
+        except Problem as problem:
+            refused.append(Refused(e.id, problem))
+            continue
+        good.append(e)
+    return (_record(session, principal, good) if good else []), refused
 
 
 def ingest_events(session: Session, events: Sequence[NewEvent], recorded_by: str = "system") -> list[str]:
