@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -110,33 +111,76 @@ def _fhir() -> None:
     app.add_typer(fhir_app, name="fhir")
 
 
-# Each domain's top-level commands and the function that adds them. Domains add their commands here
-# (one function and one line each).
-_DOMAINS: tuple[tuple[tuple[str, ...], Callable[[], None]], ...] = (
-    (("db",), _store),
-    (("users", "audit"), _auth),
-    (("sim",), _sim),
-    (("devices", "ingest"), _devices),
-    (("score", "screen"), _screening),
-    (("programs", "kpi", "export"), _programs),
-    (("fhir",), _fhir),
+@dataclass(frozen=True)
+class _Domain:
+    commands: dict[str, str]  # top-level command → its help line, as the domain's own code gives it
+    add: Callable[[], None]  # imports the domain and adds its commands to `app`
+
+
+# The domains' top-level commands. Domains add theirs here (one function and one entry each);
+# tests/test_cli.py checks that the help lines are the commands' own.
+_DOMAINS: tuple[_Domain, ...] = (
+    _Domain(
+        {
+            "score": "Score one person with one model; prints score, category, flags, reasons and model "
+            "version.",
+            "screen": "Screen a population table with the risk models; prints counts per category per model.",
+        },
+        _screening,
+    ),
+    _Domain({"db": "Database schema migrations (Alembic)."}, _store),
+    _Domain(
+        {"users": "Users and service accounts.", "audit": "The audit trail of patient-data access."}, _auth
+    ),
+    _Domain({"sim": "Synthetic data: a region with facilities and residents, device readings."}, _sim),
+    _Domain(
+        {
+            "devices": "Connected devices: registry, credentials, broker configuration, dead letters.",
+            "ingest": "Ingest device readings from a transport.",
+        },
+        _devices,
+    ),
+    _Domain(
+        {
+            "programs": "Programmes: definitions, events, the engine, time passing.",
+            "kpi": "Pre-aggregated programme KPIs.",
+            "export": "Exports to national systems.",
+        },
+        _programs,
+    ),
+    _Domain({"fhir": "FHIR bulk data: NDJSON import and export."}, _fhir),
 )
 _BUILT_IN = ("serve", "demo")
 
 
 def _register(command: str | None = None) -> None:
-    """Add the domains' commands to `app`. Given the command about to run, only the domain that
-    provides it is imported (each domain pulls in its own stack, e.g. Dask or FastAPI, and importing
-    all of them takes seconds); without one (`medloop --help`), or for an unknown name, all are."""
+    """Add the domains' commands to `app`: only the domain that provides `command` when given (each
+    domain pulls in its own stack, e.g. Dask or FastAPI, and importing all of them takes seconds),
+    else all of them."""
     if command in _BUILT_IN:
         return
-    wanted = [add for names, add in _DOMAINS if command in names]
-    for add in wanted or [add for _, add in _DOMAINS]:
-        add()
+    wanted = [d for d in _DOMAINS if command in d.commands]
+    for domain in wanted or _DOMAINS:
+        domain.add()
+
+
+def _list_commands() -> None:
+    """For `medloop --help` (or an unknown command): every domain command by its help line, without
+    importing any domain."""
+    for domain in _DOMAINS:
+        for name, text in domain.commands.items():
+            app.command(name, help=text)(_not_loaded)
+
+
+def _not_loaded() -> None:  # pragma: no cover - main() loads the domain of a command it runs
+    raise SystemExit("internal error: the command's domain was not loaded")
 
 
 def main() -> None:
     # The root callback takes no options, so the first argument not starting with "-" is the command.
     command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
-    _register(command)
+    if command in _BUILT_IN or any(command in d.commands for d in _DOMAINS):
+        _register(command)
+    else:
+        _list_commands()
     app()
