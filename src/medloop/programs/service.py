@@ -110,8 +110,8 @@ def check_measures(payload: Mapping[str, Any], where: str = "") -> None:
     """Refuses measurements outside the data-quality limits of the clinical code book (values that
     are not numbers are left to the type check)."""
     bounds = limits()
-    for name in NUMERIC:
-        value, lim = payload.get(name), bounds.get(name)
+    for name, value in payload.items():
+        lim = bounds.get(name)
         if lim is None or isinstance(value, bool) or not isinstance(value, int | float):
             continue
         if not lim.min <= value <= lim.max:
