@@ -22,6 +22,36 @@ def risk_category(risk: pl.Expr) -> pl.Expr:
     return CATEGORIES.banded(risk, BANDS)
 
 
+MEN_ONLY = {"urban", "family_history", "ln_age_x_family_history"}
+TERMS = {
+    "intercept",
+    "ln_age",
+    "ln_sbp_treated",
+    "ln_sbp_untreated",
+    "ln_tc",
+    "ln_hdl",
+    "ln_waist",
+    "smoker",
+    "diabetes",
+    "north",
+    "ln_age_x_ln_sbp_treated",
+    "ln_age_x_ln_sbp_untreated",
+    "ln_age_x_smoker",
+    *MEN_ONLY,
+}
+
+
+def _check_terms() -> None:
+    """The data file's coefficients are for terms that ten_year_risk() computes."""
+    for sex, allowed in (("M", TERMS), ("F", TERMS - MEN_ONLY)):
+        unknown = set(DOC["coefficients"][sex]) - allowed
+        if unknown:
+            raise ValueError(f"china_par.yaml: {sex} has terms the model does not compute: {sorted(unknown)}")
+
+
+_check_terms()
+
+
 def _beta(term: str) -> pl.Expr:
     """Each person's coefficient of `term`: their sex's (0 where that sex's equation lacks it)."""
     men, women = DOC["coefficients"]["M"], DOC["coefficients"]["F"]
