@@ -26,41 +26,43 @@ def table(model: Any) -> Table:
 
 def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Iterable[str]) -> None:
     """Insert rows; where the key exists, overwrite every other column given."""
-    if not rows:
-        return
-    key_cols = list(keys)
-    if _staged(conn, rows):
-        columns = list(rows[0])
-        stage = _stage(conn, table, columns, rows)
-        sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in columns if c not in key_cols)
-        conn.exec_driver_sql(
-            f'INSERT INTO "{table.name}" ({_cols(columns)}) SELECT {_cols(columns)} FROM "{stage}" '
-            f"ON CONFLICT ({_cols(key_cols)}) DO UPDATE SET {sets}"
-        )
-        return
-    stmt = dialect_insert(conn, table)
-    updates = {c: getattr(stmt.excluded, c) for c in rows[0] if c not in key_cols}
-    stmt = stmt.on_conflict_do_update(index_elements=key_cols, set_=updates)
-    for part in chunks(rows):
-        conn.execute(stmt, list(part))
+    _insert_on_conflict(conn, table, rows, list(keys), update=True)
 
 
 def insert_ignore(
     conn: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Iterable[str]
 ) -> None:
     """Insert rows whose key is new; the others are skipped."""
+    _insert_on_conflict(conn, table, rows, list(keys), update=False)
+
+
+def _insert_on_conflict(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key_cols: list[str], *, update: bool
+) -> None:
+    """Insert rows; where the key exists, overwrite the other columns given (`update`) or skip."""
     if not rows:
         return
-    key_cols = list(keys)
+    columns = list(rows[0])
+    others = [c for c in columns if c not in key_cols]
     if _staged(conn, rows):
-        columns = list(rows[0])
         stage = _stage(conn, table, columns, rows)
+        action = (
+            "DO UPDATE SET " + ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in others)
+            if update
+            else "DO NOTHING"
+        )
         conn.exec_driver_sql(
             f'INSERT INTO "{table.name}" ({_cols(columns)}) SELECT {_cols(columns)} FROM "{stage}" '
-            f"ON CONFLICT ({_cols(key_cols)}) DO NOTHING"
+            f"ON CONFLICT ({_cols(key_cols)}) {action}"
         )
         return
-    stmt = dialect_insert(conn, table).on_conflict_do_nothing(index_elements=key_cols)
+    stmt = dialect_insert(conn, table)
+    if update:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=key_cols, set_={c: getattr(stmt.excluded, c) for c in others}
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=key_cols)
     for part in chunks(rows):
         conn.execute(stmt, list(part))
 
