@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import polars as pl
@@ -84,8 +86,21 @@ def test_every_row_gets_an_outcome(person: dict[str, Any]) -> None:
 # at a time in plain Python, from the same data files and rules. Agreeing with it on random rows,
 # including missing, implausible and not-allowed values, is a check of both.
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import row_by_row  # noqa: E402
+
+def _bench_module(name: str) -> ModuleType:
+    """A module of bench/, loaded from its file (bench/ on sys.path would shadow packages: it has a
+    fhir.py)."""
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", Path(__file__).parents[2] / "bench" / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+row_by_row = _bench_module("row_by_row")
 
 POPULATION = [m for m in MODELS.values() if m.population]
 POPULATION_INPUTS = sorted({f for m in POPULATION for f in m.inputs})
