@@ -13,11 +13,23 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 _END = object()
+
+
+def hand_over(handoff: queue.Queue[Any], item: Any, waiting: Callable[[], bool]) -> bool:
+    """Put `item` on the bounded queue `handoff`, waiting for room as long as `waiting()` holds
+    (the other side is still there); False when it stopped holding first."""
+    while waiting():
+        try:
+            handoff.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def read_ahead(items: Iterator[T], *, ahead: int = 1, name: str = "read-ahead") -> Generator[T, None, None]:
@@ -26,13 +38,7 @@ def read_ahead(items: Iterator[T], *, ahead: int = 1, name: str = "read-ahead") 
     stop = threading.Event()
 
     def put(value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(value, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return hand_over(handoff, value, lambda: not stop.is_set())
 
     def produce() -> None:
         try:

@@ -23,6 +23,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from polars.io.plugins import register_io_source
 
+from medloop.background import hand_over
 from medloop.clinical.inputs import INVALID
 from medloop.errors import Unprocessable
 from medloop.screening.contract import BY_NAME, Column
@@ -333,13 +334,7 @@ class FrameWriter:
     def _put(self, item: Any) -> bool:
         """Hand `item` to the writer; False when the writer has stopped."""
         assert self._thread is not None
-        while self._thread.is_alive():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return hand_over(self._queue, item, self._thread.is_alive)
 
     def _frames(
         self,
