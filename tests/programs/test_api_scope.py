@@ -279,34 +279,47 @@ def test_a_bad_event_does_not_hold_up_the_good_ones(
             "payload": payload or {"test": "pet_ct"},
         }
 
-    batch = [
+    naive_time = event("naive-time") | {"effective_at": "2026-01-01T10:00:00"}
+    batch: list[Any] = [
         event("bad-kind", "telepathy"),
         event("ok-1"),
         event("bad-sbp", "visit", sbp=400, dbp=80),
+        {k: v for k, v in event("no-patient").items() if k != "patient_id"},  # malformed: 422 alone
         event("other-patient", patient=world.patients["alice"].id),
         event("ldct"),  # stored by the fixture
+        naive_time,
+        event("bad id!"),
+        "not an event",
         event("ok-2", "visit", sbp=150, dbp=95),
     ]
     r = client.post("/api/v1/events", headers=headers, json={"events": batch})
     assert r.status_code == 202, r.text
     body = r.json()
     assert (body["stored"], body["duplicates"]) == (["ok-1", "ok-2"], ["ldct"])
-    assert [(x["id"], x["status"], x.get("field")) for x in body["refused"]] == [
-        ("bad-kind", 400, None),
-        ("bad-sbp", 400, "sbp"),
-        ("other-patient", 404, None),
+    assert [(x["index"], x["id"], x["status"], x.get("field")) for x in body["refused"]] == [
+        (0, "bad-kind", 400, None),
+        (2, "bad-sbp", 400, "sbp"),
+        (3, "no-patient", 422, "patient_id"),
+        (4, "other-patient", 404, None),
+        (6, "naive-time", 422, "effective_at"),
+        (7, None, 422, "id"),
+        (8, None, 422, None),
     ]
-    assert "unknown kind 'telepathy'" in body["refused"][0]["detail"]
+    details = [x["detail"] for x in body["refused"]]
+    assert "unknown kind 'telepathy'" in details[0]
+    assert details[2].startswith("event 3: patient_id: Field required")
+    assert "timezone" in details[4]
     with Session(engine) as s:
-        stored = set(
-            s.scalars(select(ProgrammeEvent.id).where(ProgrammeEvent.id.in_([e["id"] for e in batch])))
-        )
+        ids = [e["id"] for e in batch if isinstance(e, dict)]
+        stored = set(s.scalars(select(ProgrammeEvent.id).where(ProgrammeEvent.id.in_(ids))))
     assert stored == {"ok-1", "ok-2", "ldct"}
 
     # nothing recordable: the first refusal is the answer, listing them all
-    r = client.post("/api/v1/events", headers=headers, json={"events": batch[:1] + batch[2:4]})
+    r = client.post("/api/v1/events", headers=headers, json={"events": batch[:1] + batch[2:5]})
     assert r.status_code == 400 and "unknown kind 'telepathy'" in r.json()["detail"]
-    assert [x["id"] for x in r.json()["errors"]] == ["bad-kind", "bad-sbp", "other-patient"]
+    assert [x["id"] for x in r.json()["errors"]] == ["bad-kind", "bad-sbp", "no-patient", "other-patient"]
+    r = client.post("/api/v1/events", headers=headers, json={"events": [naive_time]})
+    assert r.status_code == 422 and r.json()["detail"].startswith("event 0: effective_at:")
 
 
 def test_bad_input_is_a_clear_4xx(client: TestClient, carol: Ids) -> None:
@@ -324,7 +337,10 @@ def test_bad_input_is_a_clear_4xx(client: TestClient, carol: Ids) -> None:
         headers=headers,
         json={"events": [event | {"kind": "visit", "effective_at": "2026-01-01T10:00:00"}]},
     )
-    assert r.status_code == 422
+    assert r.status_code == 422 and "effective_at" in r.json()["detail"]
+    for body in ({"events": []}, {"events": "not a list"}, {"events": [event], "extra": 1}):
+        r = client.post("/api/v1/events", headers=headers, json=body)
+        assert r.status_code == 422, body
     r = client.post(
         "/api/v1/events",
         headers=headers,

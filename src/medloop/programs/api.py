@@ -4,24 +4,28 @@ the service, shape the response. Every patient query is facility-scoped in the s
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, status
+from pydantic import ValidationError
 
 from medloop.auth.deps import CurrentPrincipal, DbSession
 from medloop.auth.models import Role
-from medloop.errors import BadRequest
+from medloop.errors import BadRequest, Unprocessable
 from medloop.pagination import Page, PageParams, page_params
 from medloop.programs import kpi, mdt, referrals, service, worklist
 from medloop.programs.definitions import get_definition, load_definitions
 from medloop.programs.models import Enrolment, MdtCase
 from medloop.programs.schemas import (
+    EVENT_ID,
     CallOutcomeIn,
     EnrolmentDetail,
     EnrolmentIn,
     EnrolmentOut,
+    EventIn,
     EventOut,
     EventsIn,
     EventsOut,
@@ -167,32 +171,67 @@ def call_outcome(
 def post_events(data: EventsIn, session: DbSession, principal: CurrentPrincipal) -> EventsOut:
     """Test results, referral outcomes, Chest Pain Center time points and any other event kind the
     programmes know (see GET /api/v1/programmes). Each event is checked on its own: those that can
-    be recorded are, the others are listed under `refused` with the reason. Ids already stored are
-    `duplicates`. When no event can be recorded, the answer is the first refusal's error."""
+    be recorded are, the others are listed under `refused` with the reason (a malformed event, 422,
+    included). Ids already stored are `duplicates`. When no event can be recorded, the answer is
+    the first refusal's error."""
     principal.require_role(*WRITERS)
-    events = [
-        service.NewEvent(
-            e.id, e.patient_id, e.kind, e.effective_at, e.payload, "api", e.enrolment_id, e.facility_id
-        )
-        for e in data.events
-    ]
-    stored, refused = service.record_batch(session, principal, events)
-    if len(refused) == len(events):
+    positions: list[int] = []  # request position of each well-formed event
+    events: list[EventIn] = []
+    refused: list[service.Refused] = []
+    for index, item in enumerate(data.events):
+        try:
+            events.append(EventIn.model_validate(item))
+        except ValidationError as exc:
+            refused.append(_malformed(index, item, exc))
+            continue
+        positions.append(index)
+    stored, turned_away = service.record_batch(session, principal, [_new_event(e) for e in events])
+    refused += [service.Refused(positions[r.index], r.id, r.problem) for r in turned_away]
+    refused.sort(key=lambda r: r.index)
+    if len(refused) == len(data.events):
         first = refused[0].problem
         first.errors = [_refused_out(r).model_dump(exclude_none=True) for r in refused]
         raise first
-    fresh, turned_away = set(stored), {r.id for r in refused}
+    fresh, not_recorded = set(stored), {r.index for r in refused}
     return EventsOut(
         stored=stored,
-        duplicates=[e.id for e in data.events if e.id not in fresh and e.id not in turned_away],
+        duplicates=[
+            e.id
+            for e, i in zip(events, positions, strict=True)
+            if e.id not in fresh and i not in not_recorded
+        ],
         refused=[_refused_out(r) for r in refused],
+    )
+
+
+def _new_event(e: EventIn) -> service.NewEvent:
+    return service.NewEvent(
+        e.id, e.patient_id, e.kind, e.effective_at, e.payload, "api", e.enrolment_id, e.facility_id
+    )
+
+
+def _malformed(index: int, item: Any, exc: ValidationError) -> service.Refused:
+    """The refusal of an event that is not a well-formed EventIn: what is wrong, where."""
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or None
+    event_id = item.get("id") if isinstance(item, dict) else None
+    valid_id = isinstance(event_id, str) and re.fullmatch(EVENT_ID, event_id) is not None
+    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in exc.errors())
+    return service.Refused(
+        index,
+        event_id if valid_id else None,
+        Unprocessable(f"event {index}: {detail}", field=field),
     )
 
 
 def _refused_out(refused: service.Refused) -> RefusedOut:
     problem = refused.problem
     return RefusedOut(
-        id=refused.id, status=problem.status, detail=problem.detail, field=problem.extra.get("field")
+        index=refused.index,
+        id=refused.id,
+        status=problem.status,
+        detail=problem.detail,
+        field=problem.extra.get("field"),
     )
 
 

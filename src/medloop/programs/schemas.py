@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
 EVENT_ID = r"^[A-Za-z0-9._:\-]{1,64}$"
 VISIT_ID = re.compile(r"^[A-Za-z0-9.\-]{1,64}$")  # a FHIR id: a visit is also FHIR Encounter/<id>
@@ -90,12 +90,18 @@ class EventIn(_In):
 
 
 class EventsIn(_In):
-    events: list[EventIn] = Field(min_length=1, max_length=1000)
+    events: list[Annotated[Any, WithJsonSchema(EventIn.model_json_schema())]] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Events, each an EventIn. Each is checked on its own (`EventIn.model_validate`), "
+        "so that a malformed one is refused alone.",
+    )
 
 
 class RefusedOut(BaseModel):
-    id: str
-    status: int = Field(description="The HTTP status the event alone would have got (400, 404).")
+    index: int = Field(description="The event's position in the request, from 0.")
+    id: str | None = Field(description="The event's id; null when it has no valid id.")
+    status: int = Field(description="The HTTP status the event alone would have got (400, 404, 422).")
     detail: str
     field: str | None = None
 

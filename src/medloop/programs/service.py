@@ -219,7 +219,8 @@ def _record(session: Session, principal: Principal, events: Sequence[NewEvent]) 
 
 @dataclass(frozen=True)
 class Refused:
-    id: str
+    index: int  # the event's position in the batch, from 0
+    id: str | None  # None when the event has no usable id
     problem: Problem
 
 
@@ -233,13 +234,13 @@ def record_batch(
     kinds, in_scope = event_kinds(), _in_scope(session, principal, (e.patient_id for e in events))
     good: list[NewEvent] = []
     refused: list[Refused] = []
-    for e in events:
+    for index, e in enumerate(events):
         try:
             if e.facility_id is not None and not principal.can_see_facility(e.facility_id):
                 raise BadRequest(f"event {e.id}: facility {e.facility_id} is outside your facility scope")
             _refusal(e, kinds, in_scope)
         except Problem as problem:
-            refused.append(Refused(e.id, problem))
+            refused.append(Refused(index, e.id, problem))
             continue
         good.append(e)
     return (_record(session, principal, good) if good else []), refused
