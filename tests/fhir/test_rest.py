@@ -182,10 +182,36 @@ def test_bad_input_is_an_operation_outcome(client: TestClient, fleet: Fleet) -> 
     batch = {
         **broken,
         "type": "batch",
-        "entry": [entry(bp("BP-1", 120, 80, 3)), entry(condition(f"Patient/{uuid.uuid4()}"))],
+        "entry": [
+            entry(bp("BP-1", 120, 80, 3)),
+            entry(condition(f"Patient/{uuid.uuid4()}")),
+            "not an entry",
+            {"request": {"method": "PATCH", "url": "Patient/x"}},
+            {"request": {"method": "PUT", "url": "Patient/x"}},
+            entry(bp("BP-1", 121, 81, 2)),
+        ],
     }
     response = client.post("/fhir", json=batch, headers=headers).json()
-    assert [e["response"]["status"] for e in response["entry"]] == ["201 Created", "422 Unprocessable Entity"]
+    assert [e["response"]["status"] for e in response["entry"]] == [
+        "201 Created",
+        "422 Unprocessable Entity",
+        "400 Bad Request",
+        "400 Bad Request",
+        "400 Bad Request",
+        "201 Created",
+    ]
+    diagnostics = [e["response"]["outcome"]["issue"][0]["diagnostics"] for e in response["entry"][2:5]]
+    assert diagnostics == [
+        "Bundle.entry[2] must be an object",
+        "Bundle.entry[3].request.method 'PATCH' is not supported",
+        "Bundle.entry[4] (PUT) needs a resource",
+    ]
+    # the same malformed entry fails a transaction whole, naming it
+    transaction = {**batch, "type": "transaction", "entry": [entry(bp("BP-1", 122, 82, 1)), "not an entry"]}
+    before = count(fleet, Reading)
+    refused = outcome(client.post("/fhir", json=transaction, headers=headers), 400)
+    assert refused["issue"][0]["diagnostics"] == "Bundle.entry[1] must be an object"
+    assert count(fleet, Reading) == before
 
 
 def test_facility_scope_on_every_route(client: TestClient, fleet: Fleet) -> None:

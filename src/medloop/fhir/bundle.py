@@ -8,6 +8,8 @@ the entry. Observations run through the devices pipeline, all those of a Bundle 
 rejected readings are kept in the dead-letter table even when the transaction is rolled back.
 
 Entries without `request` are taken as `POST <resourceType>` (device makers send plain Bundles).
+A malformed entry (not an object, no request or resource, an unsupported method) fails a
+transaction whole, and in a batch only itself.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Entry:
     if_none_exist: str | None = None
     if_match: str | None = None
     depends: set[str] = field(default_factory=set)  # urn:uuid fullUrls referenced
+    malformed: Problem | None = None  # a batch entry that cannot be run: answered with this
 
     @property
     def type(self) -> str:
@@ -75,31 +78,40 @@ def parse(bundle: Any) -> tuple[str, list[Entry]]:
         raise PayloadTooLarge(f"a Bundle holds at most {MAX_ENTRIES} entries; this one has {len(raw)}")
     entries = []
     for i, e in enumerate(raw):
-        if not isinstance(e, dict):
-            raise Invalid(f"Bundle.entry[{i}] must be an object")
-        resource = e.get("resource")
-        request = e.get("request") or {}
-        if not isinstance(request, dict) or (not request and not isinstance(resource, dict)):
-            raise Invalid(f"Bundle.entry[{i}] needs request (method, url) or a resource")
-        method = str(request.get("method") or "POST").upper()
-        default_url = resource.get("resourceType", "") if isinstance(resource, dict) else ""
-        url = str(request.get("url") or default_url).strip("/")
-        if method not in ORDER:
-            raise Invalid(f"Bundle.entry[{i}].request.method {method!r} is not supported")
-        if method in ("POST", "PUT") and not isinstance(resource, dict):
-            raise Invalid(f"Bundle.entry[{i}] ({method}) needs a resource")
-        entry = Entry(
-            i,
-            method,
-            url,
-            resource if isinstance(resource, dict) else None,
-            e.get("fullUrl"),
-            request.get("ifNoneExist"),
-            request.get("ifMatch"),
-        )
-        entry.depends = {r for r in _urn_references(resource)}
-        entries.append(entry)
+        try:
+            entries.append(_entry(i, e))
+        except Problem as problem:
+            if kind == "transaction":  # all or nothing
+                raise
+            entries.append(Entry(i, "", "", None, None, malformed=problem))  # fails alone
     return kind, entries
+
+
+def _entry(i: int, e: Any) -> Entry:
+    if not isinstance(e, dict):
+        raise Invalid(f"Bundle.entry[{i}] must be an object")
+    resource = e.get("resource")
+    request = e.get("request") or {}
+    if not isinstance(request, dict) or (not request and not isinstance(resource, dict)):
+        raise Invalid(f"Bundle.entry[{i}] needs request (method, url) or a resource")
+    method = str(request.get("method") or "POST").upper()
+    default_url = resource.get("resourceType", "") if isinstance(resource, dict) else ""
+    url = str(request.get("url") or default_url).strip("/")
+    if method not in ORDER:
+        raise Invalid(f"Bundle.entry[{i}].request.method {method!r} is not supported")
+    if method in ("POST", "PUT") and not isinstance(resource, dict):
+        raise Invalid(f"Bundle.entry[{i}] ({method}) needs a resource")
+    entry = Entry(
+        i,
+        method,
+        url,
+        resource if isinstance(resource, dict) else None,
+        e.get("fullUrl"),
+        request.get("ifNoneExist"),
+        request.get("ifMatch"),
+    )
+    entry.depends = _urn_references(resource)
+    return entry
 
 
 def _urn_references(value: Any) -> set[str]:
@@ -338,6 +350,9 @@ def batch(ctx: Ctx, entries: list[Entry], strict: bool) -> Outcome:
         _each(responses, observations, lambda: _create_observations(ctx, observations, True))
     for entry in entries:
         if entry.index in responses:
+            continue
+        if entry.malformed is not None:
+            responses[entry.index] = _failed(entry.malformed)
             continue
         savepoint = ctx.session.begin_nested()
         try:
