@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from medloop.errors import PayloadTooLarge, Problem
+from medloop.errors import PayloadTooLarge, Problem, error_summary, field_errors
 from medloop.logging import configure_logging
 from medloop.settings import Settings, get_settings
 from medloop.store.engine import make_engine, session_factory
@@ -111,21 +111,13 @@ async def _problem(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _describe(err: dict[str, Any]) -> dict[str, Any]:
-    loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-    return {"loc": loc, "msg": err.get("msg", ""), "type": err.get("type", "")}
-
-
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [_describe(e) for e in exc.errors()]
+    errors = field_errors(exc.errors(), drop="body")
     if any(e["type"] == "json_invalid" for e in errors):
         return error_response(request, 400, "request body is not valid JSON", code="structure", errors=errors)
     return error_response(
-        request,
-        422,
-        "request failed validation: " + "; ".join(f"{e['loc'] or 'body'}: {e['msg']}" for e in errors[:5]),
-        errors=errors,
+        request, 422, "request failed validation: " + error_summary(errors, whole="body"), errors=errors
     )
 
 

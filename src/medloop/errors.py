@@ -3,6 +3,7 @@ RFC 9457 problem bodies (`application/problem+json`), or OperationOutcome under 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -64,3 +65,22 @@ class PayloadTooLarge(Problem):
 
 class Unprocessable(Problem):
     status, title, code = 422, "Unprocessable content", "invalid"
+
+
+def field_errors(errors: Iterable[Mapping[str, Any]], *, drop: str | None = None) -> list[dict[str, Any]]:
+    """Pydantic's validation errors as a problem's `errors`: `loc` a dotted path (without the
+    `drop` part, e.g. FastAPI's "body"), `msg` and `type`."""
+    return [
+        {
+            "loc": ".".join(str(p) for p in e.get("loc", ()) if p != drop),
+            "msg": e.get("msg", ""),
+            "type": e.get("type", ""),
+        }
+        for e in errors
+    ]
+
+
+def error_summary(errors: Sequence[Mapping[str, Any]], limit: int | None = 5, *, whole: str = "") -> str:
+    """The first `limit` (None: all) of `field_errors` as "loc: msg; …"; `whole` names an error
+    about the whole input (no loc)."""
+    return "; ".join(f"{e['loc'] or whole}: {e['msg']}" for e in errors[:limit])

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from medloop.auth.deps import CurrentPrincipal, DbSession
 from medloop.auth.models import Role
-from medloop.errors import BadRequest, Unprocessable
+from medloop.errors import BadRequest, Unprocessable, error_summary, field_errors
 from medloop.pagination import Page, PageParams, page_params
 from medloop.programs import kpi, mdt, referrals, service, worklist
 from medloop.programs.definitions import get_definition, load_definitions
@@ -212,15 +212,15 @@ def _new_event(e: EventIn) -> service.NewEvent:
 
 def _malformed(index: int, item: Any, exc: ValidationError) -> service.Refused:
     """The refusal of an event that is not a well-formed EventIn: what is wrong, where."""
-    first = exc.errors()[0]
-    field = ".".join(str(p) for p in first["loc"]) or None
+    errors = field_errors(exc.errors())
     event_id = item.get("id") if isinstance(item, dict) else None
     valid_id = isinstance(event_id, str) and re.fullmatch(EVENT_ID, event_id) is not None
-    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in exc.errors())
     return service.Refused(
         index,
         event_id if valid_id else None,
-        Unprocessable(f"event {index}: {detail}", field=field),
+        Unprocessable(
+            f"event {index}: {error_summary(errors, None, whole='event')}", field=errors[0]["loc"] or None
+        ),
     )
 
 

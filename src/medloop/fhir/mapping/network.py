@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, func, select
 
 from medloop.auth.models import Role
 from medloop.auth.scope import descendants, scoped_patients
-from medloop.errors import NotFound, Unprocessable
+from medloop.errors import NotFound, Unprocessable, error_summary, field_errors
 from medloop.fhir.common import (
     CAPABILITY_EXTENSION,
     GEOLOCATION_EXTENSION,
@@ -175,7 +175,7 @@ class OrganizationHandler(TableHandler):
                 ],
             )
         except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+            detail = error_summary(field_errors(exc.errors()))
             raise Unprocessable(
                 f"Organization does not fit medloop's organisation record: {detail}"
             ) from None

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import ColumnElement, or_, select
 
 from medloop.auth.models import Role
-from medloop.errors import BadRequest, PreconditionFailed, Unprocessable
+from medloop.errors import BadRequest, PreconditionFailed, Unprocessable, error_summary, field_errors
 from medloop.fhir.common import (
     MRN_SYSTEM_PREFIX,
     NATIONAL_ID_SYSTEM,
@@ -128,11 +128,10 @@ def _home_facility(ctx: Ctx, resource: dict[str, Any]) -> uuid.UUID:
 
 
 def _validation_error(exc: ValidationError) -> Unprocessable:
-    errors = [
-        {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
-    ]
-    detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:5])
-    return Unprocessable(f"Patient does not fit medloop's patient record: {detail}", errors=errors)
+    errors = field_errors(exc.errors())
+    return Unprocessable(
+        f"Patient does not fit medloop's patient record: {error_summary(errors)}", errors=errors
+    )
 
 
 def patient_in(ctx: Ctx, resource: dict[str, Any]) -> PatientIn:
