@@ -27,6 +27,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from medloop.errors import error_summary
 from medloop.fhir.common import Invalid
 
 MAX_ISSUES = 20
@@ -64,7 +65,7 @@ def validate(resource: Any, expected_type: str | None = None) -> dict[str, Any]:
             }
             for e in exc.errors()[:MAX_ISSUES]
         ]
-        summary = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:3])
+        summary = error_summary(errors, 3)
         raise Invalid(f"{resource_type} failed FHIR validation: {summary}", errors=errors) from None
     return resource
 

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import ColumnElement, and_, or_, select
 
 from medloop.clinical.codes import LOINC_SYSTEM, UCUM_SYSTEM, Measure, codebook
-from medloop.errors import BadRequest, Conflict, NotFound, Unprocessable
+from medloop.errors import BadRequest, Conflict, NotFound, Unprocessable, error_summary
 from medloop.fhir.common import (
     CS,
     OBSERVATION_CATEGORY,
@@ -171,7 +171,7 @@ def checked(model: type[M], paths: Mapping[str, str], **fields: Any) -> M:
             {"loc": paths.get(str(e["loc"][0]), str(e["loc"][0])) if e["loc"] else "", "msg": e["msg"]}
             for e in exc.errors()
         ]
-        summary = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:3])
+        summary = error_summary(errors, 3)
         raise Unprocessable(
             f"{model.__name__.removesuffix('In')} refused: {summary}", errors=errors
         ) from None
